@@ -1,0 +1,215 @@
+"""processes: a process pool over chunks, each worker with its own interpreter and GIL.
+
+Two ways for data to reach the workers, each a variant:
+- `pickle`: every chunk's arrays are pickled to the worker and its outputs pickled back.
+- `shm`: inputs are copied once per run into `multiprocessing.shared_memory` blocks that the
+  workers attached to; only names and row offsets travel, and outputs are copied out at the end.
+
+Clocks: workers stamp `time.perf_counter()` when their chunk's data is in hand and when its
+compute is done. On Linux, macOS and Windows that clock is system-wide (CLOCK_MONOTONIC,
+mach_absolute_time, QueryPerformanceCounter), so the stamps compare with the parent's, and each run
+splits exactly into transfer_in (until the last worker had its data), compute (until the last
+worker finished) and transfer_out (until the parent holds every output).
+
+Workers are never forked from a process that may hold a CUDA context (a forked CUDA context is
+unusable): the default start method is forkserver where it exists, else spawn. `fork` is allowed
+on request, and the runner refuses it when a GPU backend is in the same run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from gpukit.backends.base import (Backend, RunTiming, Startup, Variant, chunk_bounds, host_phases,
+                                  slice_rows)
+from gpukit.errors import UsageError
+
+TRANSFERS = ("pickle", "shm")
+
+
+def default_start_method() -> str:
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+# -- worker side ---------------------------------------------------------------------------------
+
+_barrier = None
+_attached: dict[str, shared_memory.SharedMemory] = {}
+
+
+def _init_worker(barrier) -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def _wait_all_started() -> int:
+    """Blocks until every worker runs one of these: so all of them have started and imported."""
+    import gpukit.kernels  # noqa: F401  (the import is part of a worker's start)
+    _barrier.wait(timeout=120)
+    return multiprocessing.current_process().pid
+
+
+def _run_pickled(spec, impl, params, split, whole):
+    from gpukit import kernels
+    t_recv = time.perf_counter()
+    kernel = kernels.load(spec)
+    n = next(iter(split.values())).shape[0]
+    out = kernel.alloc_outputs(n, params)
+    kernel.host_impls()[impl](split, whole, out, params)
+    return out, t_recv, time.perf_counter()
+
+
+def _attach(name: str) -> shared_memory.SharedMemory:
+    block = _attached.get(name)
+    if block is None:
+        # Attaching registers the name with the resource tracker, which workers share with the
+        # parent (a set of names): the parent's unlink then unregisters it once for all.
+        block = shared_memory.SharedMemory(name=name)
+        _attached[name] = block
+    return block
+
+
+def _forget_except(keep: set[str]) -> None:
+    for name in list(_attached):
+        if name not in keep:
+            _attached.pop(name).close()
+
+
+def _view(layout, name):
+    shm_name, shape, dtype = layout[name]
+    return np.ndarray(shape, dtype=dtype, buffer=_attach(shm_name).buf)
+
+
+def _run_shared(spec, impl, params, layout, split_names, whole_names, out_names, lo, hi):
+    from gpukit import kernels
+    _forget_except({entry[0] for entry in layout.values()})
+    split = {name: _view(layout, name)[lo:hi] for name in split_names}
+    whole = {name: _view(layout, name) for name in whole_names}
+    out = {name: _view(layout, name)[lo:hi] for name in out_names}
+    t_recv = time.perf_counter()
+    kernels.load(spec).host_impls()[impl](split, whole, out, params)
+    return None, t_recv, time.perf_counter()
+
+
+# -- parent side ---------------------------------------------------------------------------------
+
+
+class ProcessesBackend(Backend):
+    name = "processes"
+    summary = "a process pool over chunks; arrays pickled, or in shared memory"
+    parallel = True
+
+    @classmethod
+    def variants(cls, kernel):
+        return [Variant(cls.name, impl, (("transfer", t),))
+                for impl in sorted(kernel.host_impls()) for t in TRANSFERS]
+
+    def open(self):
+        method = self.settings.get("start_method") or default_start_method()
+        if method not in multiprocessing.get_all_start_methods():
+            raise UsageError(f"start method {method!r} is not available here "
+                             f"(available: {', '.join(multiprocessing.get_all_start_methods())})")
+        context = multiprocessing.get_context(method)
+        if method == "forkserver":
+            # Workers fork from a server that has already imported NumPy and gpukit.
+            context.set_forkserver_preload(["numpy", "gpukit.backends.processes", "gpukit.kernels"])
+        t0 = self.clock()
+        barrier = context.Barrier(self.workers)
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                         initializer=_init_worker, initargs=(barrier,))
+        pids = [f.result() for f in [self._pool.submit(_wait_all_started)
+                                     for _ in range(self.workers)]]
+        elapsed = self.clock() - t0
+        self._blocks: list[shared_memory.SharedMemory] = []
+        return Startup({"pool_start": elapsed},
+                       {"start_method": method, "processes": len(set(pids))})
+
+    def prepare(self, kernel, params, inputs):
+        self.release()
+        self._kernel, self._params, self._inputs = kernel, params, inputs
+        self._impl = self.variant.impl
+        self._n = next(iter(inputs.split.values())).shape[0]
+        self._bounds = chunk_bounds(self._n, self.settings.get("chunks_per_worker", 1) * self.workers)
+        self._transfer = self.variant.option("transfer")
+        if self._transfer != "shm":
+            return Startup()
+        t0 = self.clock()
+        self._layout = {}
+        self._shm_views = {}
+        arrays = dict(inputs.split)
+        arrays.update(inputs.whole)
+        shapes = {name: (a.shape, a.dtype) for name, a in arrays.items()}
+        for name, dtype in kernel.output_dtypes(params).items():
+            shapes[name] = ((self._n,), np.dtype(dtype))
+        for name, (shape, dtype) in shapes.items():
+            nbytes = max(1, int(np.prod(shape)) * dtype.itemsize)
+            block = shared_memory.SharedMemory(create=True, size=nbytes)
+            self._blocks.append(block)
+            self._layout[name] = (block.name, shape, dtype.str)
+            self._shm_views[name] = np.ndarray(shape, dtype=dtype, buffer=block.buf)
+        return Startup({"shm_alloc": self.clock() - t0})
+
+    def run(self):
+        if self._transfer == "shm":
+            return self._run_shm()
+        return self._run_pickle()
+
+    def _spec(self):
+        return self._kernel.spec
+
+    def _run_pickle(self):
+        split, whole = self._inputs.split, self._inputs.whole
+        t0 = self.clock()
+        futures = [self._pool.submit(_run_pickled, self._spec(), self._impl, self._params,
+                                     slice_rows(split, lo, hi), whole)
+                   for lo, hi in self._bounds]
+        results = [f.result() for f in futures]
+        out = {name: np.concatenate([r[0][name] for r in results])
+               for name in self._kernel.output_dtypes(self._params)}
+        return out, self._timing(t0, results, self.clock())
+
+    def _run_shm(self):
+        split, whole = self._inputs.split, self._inputs.whole
+        out_names = tuple(self._kernel.output_dtypes(self._params))
+        t0 = self.clock()
+        for name, arr in {**split, **whole}.items():
+            np.copyto(self._shm_views[name], arr)
+        futures = [self._pool.submit(_run_shared, self._spec(), self._impl, self._params,
+                                     self._layout, tuple(split), tuple(whole), out_names, lo, hi)
+                   for lo, hi in self._bounds]
+        results = [f.result() for f in futures]
+        out = {name: self._shm_views[name].copy() for name in out_names}
+        return out, self._timing(t0, results, self.clock())
+
+    def _timing(self, t0, results, t_end) -> RunTiming:
+        last_recv = max(r[1] for r in results)
+        last_done = max(r[2] for r in results)
+        # A worker can finish before the last one has its data; the split stays exact and
+        # non-negative by clamping each boundary into [t0, t_end] in order.
+        b1 = min(max(last_recv, t0), t_end)
+        b2 = min(max(last_done, b1), t_end)
+        worker_compute = [r[2] - r[1] for r in results]
+        return RunTiming(host_phases(b1 - t0, b2 - b1, t_end - b2), t_end - t0,
+                         extra={"worker_compute_max_s": max(worker_compute),
+                                "worker_compute_min_s": min(worker_compute)})
+
+    def release(self):
+        # Views into a block must go before the block can be closed.
+        self._shm_views = {}
+        for block in getattr(self, "_blocks", []):
+            block.close()
+            block.unlink()
+        self._blocks = []
+
+    def close(self):
+        self.release()
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
