@@ -1,0 +1,101 @@
+"""What every command shares: exit codes, parsing of user input, consoles.
+
+Commands live one per module in this package, each with `add_parser(subparsers)`; gpukit.cli
+lists the modules. Only commands print; the library raises.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+
+from gpukit.errors import UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def parse_count(text: str, what: str) -> int:
+    """'1024', '2^20', '1e6' or '64k' -> a positive int, or UsageError naming `what`."""
+    t = text.strip().lower()
+    try:
+        if "^" in t:
+            base, exp = t.split("^", 1)
+            value = int(base) ** int(exp)
+        elif t.endswith(("k", "m")):
+            value = int(t[:-1]) * (1024 if t[-1] == "k" else 1024 ** 2)
+        elif "e" in t:
+            f = float(t)
+            value = int(f)
+            if value != f:
+                raise ValueError
+        else:
+            value = int(t)
+    except ValueError:
+        raise UsageError(f"{what} must be a positive integer (like 1024, 2^20, 64k), "
+                         f"got {text!r}") from None
+    if value <= 0:
+        raise UsageError(f"{what} must be positive, got {text!r}")
+    return value
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """Comma list of sizes; 'A..B' is A, 2A, 4A, ... up to B; 'A..B:F' steps by a factor F."""
+    sizes: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = re.fullmatch(r"(.+?)\.\.(.+?)(?::(\d+))?", part)
+        if not m:
+            sizes.append(parse_count(part, "size"))
+            continue
+        lo, hi = parse_count(m[1], "size"), parse_count(m[2], "size")
+        factor = int(m[3]) if m[3] else 2
+        if factor < 2 or hi < lo:
+            raise UsageError(f"size range {part!r} needs A <= B and a factor of at least 2")
+        n = lo
+        while n <= hi:
+            sizes.append(n)
+            n *= factor
+    if not sizes:
+        raise UsageError("no sizes given")
+    return tuple(sorted(set(sizes)))
+
+
+def parse_names(text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    for name in names:
+        if name not in known:
+            raise UsageError(f"unknown {what} {name!r} (known: {', '.join(known)})")
+    if not names:
+        raise UsageError(f"no {what} given")
+    return names
+
+
+def parse_param_sets(kernel, given: list[str] | None) -> tuple[dict[str, int], ...]:
+    """--param k=2,64 --param m=3 -> every combination; none -> the kernel's defaults."""
+    if not given:
+        return tuple(kernel.resolve_params(p) for p in kernel.default_param_sets)
+    axes: dict[str, list[str]] = {}
+    for item in given:
+        name, sep, values = item.partition("=")
+        if not sep or not values.strip():
+            raise UsageError(f"--param takes NAME=V1,V2,..., got {item!r}")
+        axes[name.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    names = list(axes)
+    return tuple(kernel.resolve_params(dict(zip(names, combo)))
+                 for combo in itertools.product(*axes.values()))
+
+
+def default_workers() -> tuple[int, ...]:
+    cores = os.cpu_count() or 1
+    counts = [1 << i for i in range(cores.bit_length()) if 1 << i <= cores]
+    if counts[-1] != cores:
+        counts.append(cores)
+    return tuple(counts)
+
+
+def console(stderr: bool = False):
+    from rich.console import Console
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, width=200)
+    return console

@@ -1,0 +1,157 @@
+"""`gpukit compare`: the sweep, the table, the findings and the results file."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from gpukit.commands import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_GPU, EXIT_OK, console,
+                             default_workers, parse_count, parse_names, parse_param_sets,
+                             parse_sizes)
+from gpukit.errors import UsageError
+
+DEFAULT_OUTPUT = "gpukit-results.json"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="measure every backend over sizes and worker counts")
+    p.add_argument("--kernel", default="polyval", help="kernel to run (default: polyval)")
+    p.add_argument("--param", action="append", metavar="NAME=V1,V2",
+                   help="kernel parameter values, e.g. k=2,64 (repeat for several parameters)")
+    p.add_argument("--backends", help="comma list (default: all): serial,threads,processes,cupy,pycuda")
+    p.add_argument("--impls", help="CPU implementations to run: python,numpy (default: both)")
+    p.add_argument("--sizes", help="e.g. 1024,2^20 or 2^10..2^24:4 (default: 2^10..2^24:4)")
+    p.add_argument("--workers", help="comma list of worker counts (default: 1,2,4,.. up to the "
+                                     "number of cores)")
+    p.add_argument("--budget-s", type=float, default=0.2,
+                   help="seconds of repetitions per case (default: 0.2)")
+    p.add_argument("--min-reps", type=int, default=3, help="at least this many timed runs (3)")
+    p.add_argument("--max-reps", type=int, default=100, help="at most this many timed runs (100)")
+    p.add_argument("--run-limit-s", type=float, default=0.5,
+                   help="stop a variant at larger sizes once one run is predicted to take longer "
+                        "than this (default: 0.5)")
+    p.add_argument("--start-method", choices=("forkserver", "spawn", "fork"),
+                   help="how worker processes start (default: forkserver where available)")
+    p.add_argument("--seed", type=int, default=0, help="seed for inputs and case order")
+    p.add_argument("--quick", action="store_true", help="a few small sizes, for a smoke test")
+    p.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help=f"results JSON ({DEFAULT_OUTPUT})")
+    p.add_argument("--require-gpu", action="store_true",
+                   help="exit with status 3 if no GPU backend can run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from gpukit import backends, format, kernels, machine, runner
+    from gpukit.results import Results
+    from gpukit.timing import Budget
+
+    kernel = kernels.load(args.kernel)
+    param_sets = parse_param_sets(kernel, args.param)
+    sizes = parse_sizes(args.sizes) if args.sizes else (
+        (1024, 4096, 16384) if args.quick else parse_sizes("2^10..2^24:4"))
+    workers = (tuple(sorted({parse_count(w, "workers") for w in args.workers.split(",") if w.strip()}))
+               if args.workers else default_workers())
+    if not workers:
+        raise UsageError("workers must be positive integers")
+    names = parse_names(args.backends, backends.NAMES, "backend") if args.backends else backends.NAMES
+    impls = parse_names(args.impls, ("python", "numpy"), "implementation") if args.impls else None
+    for value, what in ((args.budget_s, "--budget-s"), (args.run_limit_s, "--run-limit-s")):
+        if not value > 0:
+            raise UsageError(f"{what} must be a positive number of seconds")
+    if args.min_reps < 1 or args.max_reps < args.min_reps:
+        raise UsageError("repetitions need 1 <= --min-reps <= --max-reps")
+    budget = Budget(budget_s=args.budget_s, min_reps=args.min_reps, max_reps=args.max_reps)
+    settings = {"start_method": args.start_method, "pinned": True}
+    sweep = runner.Sweep(kernel, param_sets, sizes, workers, names, impls, budget,
+                         args.run_limit_s, args.seed, settings)
+    runner.check_fits(sweep)
+
+    availability = runner.probe_backends(names, kernel)
+    gpu_names = [n for n in names if availability[n]["gpu"]]
+    gpu_ok = [n for n in gpu_names if availability[n]["available"]]
+    if args.start_method == "fork" and gpu_ok and "processes" in names:
+        raise UsageError("--start-method fork cannot share a run with GPU backends (a forked "
+                         "CUDA context is unusable); use forkserver or spawn, or drop "
+                         f"{', '.join(gpu_ok)} from --backends")
+    if args.require_gpu and not gpu_ok:
+        reasons = "; ".join(f"{n}: {availability[n].get('reason')}" for n in gpu_names) or \
+            "no GPU backend was selected"
+        print(f"error: --require-gpu: no GPU backend can run ({reasons})", file=sys.stderr)
+        return EXIT_NO_GPU
+
+    results = Results(machine.facts(), sweep.to_json(), ["gpukit", *sys.argv[1:]])
+    out = console()
+    err = console(stderr=True)
+    for line in format.backend_lines({"backends": availability}):
+        err.print(line, markup=False)
+    interrupted = False
+    t0 = time.perf_counter()
+    try:
+        with _progress(err, enabled=not args.no_progress) as progress:
+            runner.Runner(sweep, results, progress).run(availability)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        results.finish(complete=not interrupted, wall_s=time.perf_counter() - t0,
+                       note="interrupted" if interrupted else None)
+        path = results.save(args.output)
+    data = results.data
+    for table in format.case_tables(data):
+        out.print(table)
+    out.print()
+    for line in format.machine_lines(data) + format.backend_lines(data):
+        out.print(line, markup=False)
+    lines = format.finding_lines(data)
+    if lines:
+        out.print()
+        out.print("[bold]Findings[/]")
+        for line in lines:
+            out.print(f"- {line}", markup=False)
+    counts = format.status_counts(data)
+    out.print()
+    out.print(f"{len(data['cases'])} cases: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+              + f" in {data['wall_s']:.1f} s; results written to {path}", markup=False)
+    if interrupted:
+        print("error: interrupted; the cases measured so far are saved in " + str(path),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if counts.get("failed"):
+        print(f"error: {counts['failed']} case(s) failed; see the table and {path}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+class _progress:
+    """A rich progress bar on stderr, or nothing; used as the runner's progress callback."""
+
+    def __init__(self, console, enabled: bool):
+        self.enabled = enabled and console.is_terminal
+        self.show_lines = enabled and not console.is_terminal
+        self.console = console
+        self._bar = None
+        self._last_n = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+                TimeElapsedColumn
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=self.console, transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task("measuring", total=None)
+        return self
+
+    def __call__(self, done: int, total: int, record: dict) -> None:
+        from gpukit.analysis import fmt_n
+        if self._bar is not None:
+            text = f"{record['label']} x{record['workers']} n={fmt_n(record['n'])}"
+            self._bar.update(self._task, completed=done, total=total, description=text)
+        elif self.show_lines and record["n"] != self._last_n:
+            # Not a terminal (CI, a pipe): one line as each size starts.
+            self._last_n = record["n"]
+            self.console.print(f"measuring n={fmt_n(record['n'])} (case {done} of {total})")
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -1,0 +1,70 @@
+"""Facts about the machine a run happened on, for the results file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from importlib import metadata
+
+import numpy as np
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gil_enabled() -> bool:
+    """False only on a free-threaded build running with the GIL off."""
+    probe = getattr(sys, "_is_gil_enabled", None)
+    return True if probe is None else bool(probe())
+
+
+def available_memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def package_version(*names: str) -> str | None:
+    """Installed version of the first distribution found, without importing it."""
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def facts() -> dict:
+    from gpukit import __version__
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_available_bytes": available_memory_bytes(),
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "gil_enabled": gil_enabled(),
+        "gpukit": __version__,
+        "numpy": np.__version__,
+        "cupy": package_version("cupy", "cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x"),
+        "pycuda": package_version("pycuda"),
+    }
