@@ -23,8 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--sizes", help="e.g. 1024,2^20 or 2^10..2^24:4 (default: 2^10..2^24:4)")
     p.add_argument("--workers", help="comma list of worker counts (default: 1,2,4,.. up to the "
                                      "number of cores)")
-    p.add_argument("--budget-s", type=float, default=0.2,
-                   help="seconds of repetitions per case (default: 0.2)")
+    p.add_argument("--budget-s", type=float, default=0.1,
+                   help="seconds of repetitions per case (default: 0.1)")
     p.add_argument("--min-reps", type=int, default=3, help="at least this many timed runs (3)")
     p.add_argument("--max-reps", type=int, default=100, help="at most this many timed runs (100)")
     p.add_argument("--run-limit-s", type=float, default=0.5,
