@@ -1,0 +1,103 @@
+"""The command line as a user runs it: a subprocess, its exit code, its JSON."""
+
+import json
+
+import pytest
+
+from gpukit.commands import parse_count, parse_sizes
+from gpukit.errors import UsageError
+
+
+def test_compare_runs_and_writes_versioned_results(gpukit_cli, tmp_path):
+    out = tmp_path / "r.json"
+    proc = gpukit_cli("compare", "--sizes", "1024,2^14", "--workers", "1,2", "--param", "k=3",
+                      "--budget-s", "0.01", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["format"] == "gpukit-results" and data["version"] == 1
+    assert data["complete"] is True
+    m = data["machine"]
+    assert m["cores"] >= 1 and m["numpy"] and isinstance(m["gil_enabled"], bool)
+    labels = {(c["label"], c["workers"]) for c in data["cases"]}
+    for label in ("serial/numpy", "serial/python", "threads/python", "threads/numpy",
+                  "processes/numpy/pickle", "processes/numpy/shm"):
+        assert (label, 1) in labels
+    assert ("threads/numpy", 2) in labels and ("serial/numpy", 2) not in labels
+    for case in data["cases"]:
+        assert case["status"] == "ok", case
+        assert case["check"]["ok"] and case["check"]["error"] <= case["check"]["tolerance"]
+        assert len(case["runs"]) >= 3
+        assert case["summary"]["wall_s"]["median"] > 0
+        assert case["params"] == {"k": 3}
+    # GPU backends are reported with a reason on a machine without one, never silently dropped.
+    for name in ("cupy", "pycuda"):
+        entry = data["backends"][name]
+        assert entry["available"] or entry["reason"]
+    starts = {s["startup"]["facts"].get("start_method") for s in data["sessions"]
+              if s["variant"]["backend"] == "processes"}
+    assert starts and None not in starts and "fork" not in starts
+    assert "serial/numpy" in proc.stdout and "results written to" in proc.stdout
+
+
+def test_backends_lists_each_with_reason(gpukit_cli):
+    proc = gpukit_cli("backends")
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split()[0]: line for line in proc.stdout.splitlines()}
+    assert set(lines) >= {"serial", "threads", "processes", "cupy", "pycuda"}
+    assert "available" in lines["serial"]
+    for name in ("cupy", "pycuda"):
+        assert "available" in lines[name]  # 'available' or 'unavailable  <reason>'
+
+
+@pytest.mark.parametrize("args,message", [
+    (["compare", "--backends", "serial,gpu"], "unknown backend 'gpu'"),
+    (["compare", "--kernel", "nope"], "unknown kernel 'nope'"),
+    (["compare", "--sizes", "0"], "size must be positive"),
+    (["compare", "--sizes", "ten"], "size must be a positive integer"),
+    (["compare", "--sizes", "2^4..2^2"], "needs A <= B"),
+    (["compare", "--workers", "0"], "workers must be positive"),
+    (["compare", "--workers", "1,-2"], "workers must be positive"),
+    (["compare", "--param", "k=0"], "k must be >= 1"),
+    (["compare", "--param", "k"], "--param takes NAME=V1,V2"),
+    (["compare", "--sizes", "2^45"], "GiB of host memory"),
+    (["compare", "--budget-s", "-1"], "--budget-s must be a positive"),
+    (["compare", "--min-reps", "5", "--max-reps", "2"], "--min-reps <= --max-reps"),
+    (["compare", "--nope"], "unrecognized arguments"),
+])
+def test_bad_input_is_one_line_and_exit_2(gpukit_cli, tmp_path, args, message):
+    proc = gpukit_cli(*args, "-o", str(tmp_path / "never.json"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "never.json").exists()
+
+
+def test_require_gpu_exits_3_without_a_gpu(gpukit_cli, tmp_path):
+    from gpukit import backends, kernels, runner
+    status = runner.probe_backends(("cupy", "pycuda"), kernels.load("polyval"))
+    if any(s["available"] for s in status.values()):
+        pytest.skip("a GPU backend is available here")
+    proc = gpukit_cli("compare", "--require-gpu", "--sizes", "1024", "-o", str(tmp_path / "r.json"))
+    assert proc.returncode == 3
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --require-gpu")
+
+
+def test_fork_refused_beside_a_gpu_backend_or_allowed_without(gpukit_cli, tmp_path):
+    proc = gpukit_cli("compare", "--start-method", "fork", "--backends", "serial,processes",
+                      "--impls", "numpy", "--sizes", "1024", "--workers", "2", "--budget-s", "0.01",
+                      "-o", str(tmp_path / "r.json"))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert {s["startup"]["facts"]["start_method"] for s in data["sessions"]
+            if s["variant"]["backend"] == "processes"} == {"fork"}
+
+
+def test_parse_sizes_and_counts():
+    assert parse_sizes("2^10..2^16:4") == (1024, 4096, 16384, 65536)
+    assert parse_sizes("1024,64k,1e3,2^10") == (1000, 1024, 65536)
+    assert parse_count("3m", "size") == 3 * 1024 * 1024
+    with pytest.raises(UsageError):
+        parse_sizes("1.5")
+    with pytest.raises(UsageError):
+        parse_sizes(",")
