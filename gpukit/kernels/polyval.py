@@ -31,7 +31,12 @@ NUMPY_BLOCK = 32 * 1024
 # Block for the float64 reference and error measure (four float64 arrays of this length).
 REFERENCE_BLOCK = 16 * 1024
 
+# The CUDA launch: threads per block and points per thread, equal to POLYVAL_BLOCK and
+# POLYVAL_POINTS in kernels/polyval.cu (tests/test_cuda_compile.py checks). Each block takes one
+# tile of CUDA_BLOCK * CUDA_POINTS_PER_THREAD points; the kernel's grid-stride loop keeps any
+# grid correct, so a mismatch would cost speed, not results.
 CUDA_BLOCK = 256
+CUDA_POINTS_PER_THREAD = 16
 
 
 def gamma(m: int) -> float:
@@ -156,5 +161,5 @@ class Polyval(Kernel):
             function="polyval",
             args=("x", "c", "y", ("n", np.int64), ("k", np.int32)),
             block=CUDA_BLOCK,
-            grid=max(1, -(-n // CUDA_BLOCK)),
+            grid=max(1, -(-n // (CUDA_BLOCK * CUDA_POINTS_PER_THREAD))),
         )
