@@ -15,6 +15,7 @@ _PATHS = {
     "processes": "gpukit.backends.processes:ProcessesBackend",
     "cupy": "gpukit.backends.cupy_backend:CupyBackend",
     "pycuda": "gpukit.backends.pycuda_backend:PycudaBackend",
+    "mpi": "gpukit.backends.mpi_backend:MpiBackend",
 }
 
 NAMES = tuple(_PATHS)
