@@ -1,0 +1,292 @@
+"""pycuda: the kernel's CUDA C source compiled by nvcc (`SourceModule`) and run on one stream.
+
+Context. Never `pycuda.autoinit`, which creates a context of its own beside the primary context
+that the CUDA runtime, and so CuPy, uses in this same process. This backend retains the
+device's primary context, pushes it on entry to each of its methods and pops it before
+returning, so the thread's context stack is left as it was found. The retained context is kept
+until the process exits rather than detached in `close()`: PyCUDA's detach of a primary context
+releases it but leaves it current on the thread, and were that the last reference, the thread
+would be left holding a destroyed context that CuPy would then use.
+
+The kernel is launched with PyCUDA's prepared call (argument format fixed once in prepare), the
+library's fast path. The timing model is in gpukit.backends.cuda_common.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import os
+import shutil
+
+import numpy as np
+
+from gpukit.backends.base import Backend, Startup
+from gpukit.backends.cuda_common import (CompileCacheProbe, check_device_memory, cuda_variants,
+                                         gpu_run_timing, make_problem, version_text)
+from gpukit.errors import BackendUnavailable, KernelError
+
+DEVICE = 0
+
+# The same C++ dialect CuPy's NVRTC compiles with; no fast math, and nvcc's default -ftz=false.
+NVCC_OPTIONS = ("-std=c++17",)
+
+# Primary contexts retained by this process, by device ordinal (see the module docstring).
+_PRIMARY: dict[int, object] = {}
+
+
+def _import_driver():
+    if importlib.util.find_spec("pycuda") is None:
+        raise BackendUnavailable("pycuda is not installed (pip install 'gpukit[cuda]')")
+    try:
+        import pycuda.driver as cuda
+    except Exception as exc:  # its extension module links libcuda; without a driver it can't load
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "libcuda" in text:
+            raise BackendUnavailable("no CUDA driver: libcuda is not installed or cannot be "
+                                     "loaded") from None
+        raise BackendUnavailable(f"pycuda cannot be imported: {text}") from None
+    return cuda
+
+
+def _init(cuda) -> None:
+    try:
+        cuda.init()
+    except cuda.Error as exc:
+        text = str(exc)
+        if "no CUDA-capable device" in text:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            hint = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+            raise BackendUnavailable(f"no CUDA device is visible{hint}") from None
+        raise BackendUnavailable(f"CUDA cannot start: {text}".splitlines()[0]) from None
+
+
+def _primary_context(cuda, ordinal: int):
+    ctx = _PRIMARY.get(ordinal)
+    if ctx is None:
+        if not _PRIMARY:
+            # Let go of the primary contexts at exit, while the driver is still there.
+            atexit.register(_PRIMARY.clear)
+        ctx = _PRIMARY[ordinal] = cuda.Device(ordinal).retain_primary_context()
+    return ctx
+
+
+def _compile_cache_folder() -> str | None:
+    # Mirrors pycuda.compiler.compile: PYCUDA_DISABLE_CACHE, PYCUDA_CACHE_DIR, else platformdirs.
+    if "PYCUDA_DISABLE_CACHE" in os.environ:
+        return None
+    if os.environ.get("PYCUDA_CACHE_DIR"):
+        return os.environ["PYCUDA_CACHE_DIR"]
+    try:
+        import platformdirs
+    except ImportError:
+        return None
+    return os.path.join(platformdirs.user_cache_dir("pycuda", "pycuda"), "compiler-cache-v1")
+
+
+class PycudaBackend(Backend):
+    name = "pycuda"
+    summary = "PyCUDA SourceModule (nvcc), primary context, one stream, CUDA-event phase times"
+    gpu = True
+
+    @classmethod
+    def variants(cls, kernel):
+        return cuda_variants(cls.name, kernel)
+
+    @classmethod
+    def check_available(cls):
+        cuda = _import_driver()
+        _init(cuda)
+        import pycuda
+        try:
+            count = cuda.Device.count()
+            if count < 1:
+                raise BackendUnavailable("no CUDA device is visible")
+            dev = cuda.Device(DEVICE)
+            facts = {
+                "device": dev.name(),
+                "pycuda": pycuda.VERSION_TEXT,
+                "compute_capability": "%d.%d" % dev.compute_capability(),
+                "driver": version_text(cuda.get_driver_version()),
+                # The CUDA version PyCUDA was built against.
+                "runtime": ".".join(str(v) for v in cuda.get_version()[:2]),
+                "memory_bytes": int(dev.total_memory()),
+                "multiprocessors": dev.get_attribute(cuda.device_attribute.MULTIPROCESSOR_COUNT),
+                "l2_bytes": dev.get_attribute(cuda.device_attribute.L2_CACHE_SIZE),
+                "devices": count,
+            }
+        except cuda.Error as exc:
+            raise BackendUnavailable(f"CUDA device query failed: {exc}".splitlines()[0]) from None
+        nvcc = shutil.which("nvcc")
+        if nvcc is None:
+            # SourceModule runs nvcc even on a cache hit (its version is part of the cache key).
+            raise BackendUnavailable("pycuda compiles with nvcc, which is not on PATH")
+        facts["nvcc"] = nvcc
+        return facts
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self):
+        self._cuda = cuda = _import_driver()
+        self._functions = {}  # (kernel, function name) -> [Function, launched yet?, module]
+        self._problem = None
+        t0 = self.clock()
+        _init(cuda)
+        self._ctx = _primary_context(cuda, DEVICE)
+        with self._active():
+            self._stream = cuda.Stream()
+            self._events = [cuda.Event() for _ in range(4)]
+            self._stream.synchronize()
+        return Startup({"context": self.clock() - t0},
+                       {"device": DEVICE, "memory": self.variant.option("memory")})
+
+    def prepare(self, kernel, params, inputs):
+        self.release()
+        cuda = self._cuda
+        startup = Startup()
+        with self._active():
+            problem = make_problem(kernel, params, inputs)
+            entry = self._function(kernel, problem.launch.function, startup)
+            free, _total = cuda.mem_get_info()
+            check_device_memory(problem, free)
+
+            t0 = self.clock()
+            device = {name: cuda.mem_alloc(max(1, a.nbytes))
+                      for name, a in problem.inputs.items()}
+            device.update({name: cuda.mem_alloc(max(1, problem.n * dt.itemsize))
+                           for name, dt in problem.outputs.items()})
+            startup.steps_s["alloc"] = self.clock() - t0
+
+            if self.variant.option("memory") == "pinned":
+                # Page-locked copies of the inputs, filled once here: the runs then time DMA
+                # from pinned memory, not this copy. Outputs start as NaN so an unwritten row
+                # fails the check.
+                t0 = self.clock()
+                host_in = {}
+                for name, a in problem.inputs.items():
+                    host_in[name] = cuda.pagelocked_empty(a.shape, a.dtype)
+                    host_in[name][...] = a
+                host_out = {}
+                for name, dt in problem.outputs.items():
+                    host_out[name] = cuda.pagelocked_empty((problem.n,), dt)
+                    host_out[name].fill(np.nan)
+                startup.steps_s["pin"] = self.clock() - t0
+            else:
+                host_in, host_out = problem.inputs, None
+
+            self._problem = problem
+            self._kernel, self._params = kernel, params
+            self._device, self._host_in, self._host_out = device, host_in, host_out
+            self._function_now = entry[0]
+            # Prepared call: the argument format is fixed here, once per problem, so a run only
+            # packs the values. Arrays pass as device pointers ("P"), scalars with their NumPy
+            # type (np.int64 -> "l", np.int32 -> "i").
+            entry[0].prepare(["P" if isinstance(a, str) else a[1] for a in problem.launch.args])
+            self._args = problem.args({name: int(alloc) for name, alloc in device.items()})
+
+            if not entry[1]:
+                # The first launch loads the module onto the device (CUDA loads lazily); paying
+                # for it here keeps it out of the first timed run. The inputs may not be on the
+                # device yet: the output is overwritten by every run.
+                t0 = self.clock()
+                self._launch()
+                self._stream.synchronize()
+                startup.steps_s["first_launch"] = self.clock() - t0
+                entry[1] = True
+        startup.facts["device_bytes"] = problem.device_bytes
+        return startup
+
+    def run(self):
+        cuda, problem, stream, events = self._cuda, self._problem, self._stream, self._events
+        pinned = self._host_out is not None
+        # Pageable outputs: new arrays, NaN-filled (so faulted in) before the clock starts, as
+        # the CPU backends allocate theirs.
+        host_out = (self._host_out if pinned
+                    else self._kernel.alloc_outputs(problem.n, self._params))
+        with self._active():
+            t0 = self.clock()
+            events[0].record(stream)
+            for name, src in self._host_in.items():
+                cuda.memcpy_htod_async(self._device[name], src, stream)
+            events[1].record(stream)
+            t1 = self.clock()
+            self._launch()
+            events[2].record(stream)
+            t2 = self.clock()
+            for name, dst in host_out.items():
+                cuda.memcpy_dtoh_async(dst, self._device[name], stream)
+            events[3].record(stream)
+            try:
+                stream.synchronize()
+            except cuda.Error as exc:
+                raise KernelError(f"CUDA reported an error while running "
+                                  f"{self._kernel.name}: {exc}") from exc
+            t3 = self.clock()
+            # time_since(start) is the time from `start` to this event, in milliseconds.
+            event_s = [events[i + 1].time_since(events[i]) * 1e-3 for i in range(3)]
+        return host_out, gpu_run_timing(event_s, (t0, t1, t2, t3))
+
+    def release(self):
+        if getattr(self, "_problem", None) is None:
+            return
+        with self._active():
+            self._stream.synchronize()
+            # Device memory goes back to the driver now. Pinned host arrays are only dropped:
+            # the caller may still hold the outputs of the last run, so they are freed when the
+            # last reference goes.
+            for alloc in self._device.values():
+                alloc.free()
+            self._problem = None
+            self._device = self._host_in = self._host_out = self._args = None
+            self._function_now = None
+
+    def close(self):
+        if getattr(self, "_ctx", None) is None:  # never opened, or open() failed early
+            return
+        self.release()
+        # Streams, events and modules are freed in the context they belong to.
+        with self._active():
+            self._functions = {}
+            self._stream = self._events = None
+        self._ctx = None  # the primary context itself stays retained (see the module docstring)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _active(self):
+        self._ctx.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
+
+    def _function(self, kernel, name: str, startup: Startup) -> list:
+        """Function `name` of `kernel`'s source, compiled once per session; records the compile."""
+        key = (kernel.name, name)
+        if key not in self._functions:
+            from pycuda.compiler import SourceModule
+            source = kernel.cuda_source()
+            folder = _compile_cache_folder()
+            probe = CompileCacheProbe(folder)
+            t0 = self.clock()
+            module = SourceModule(source, no_extern_c=True, options=list(NVCC_OPTIONS))
+            function = module.get_function(name)
+            startup.steps_s["compile"] = self.clock() - t0
+            cache = "disabled" if "PYCUDA_DISABLE_CACHE" in os.environ else probe.result()
+            startup.facts.update(compile_cache=cache,
+                                 registers=function.num_regs,
+                                 local_bytes=function.local_size_bytes,
+                                 shared_bytes=function.shared_size_bytes)
+            # The module must outlive the function; keep both.
+            self._functions[key] = [function, False, module]
+        return self._functions[key]
+
+    def _launch(self) -> None:
+        launch = self._problem.launch
+        function = self._function_now
+        try:
+            function.prepared_async_call((launch.grid, 1), (launch.block, 1, 1), self._stream,
+                                         *self._args)
+        except self._cuda.Error as exc:
+            raise KernelError(f"launching {launch.function} failed: {exc}") from exc
