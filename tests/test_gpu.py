@@ -1,0 +1,275 @@
+"""The CuPy and PyCUDA backends on a real GPU, through the kernel and backend APIs directly.
+
+Every test here carries the `gpu` marker and skips, with the backend's own reason, where the
+backend cannot run (no library, no driver, no device).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gpukit import backends, kernels, phases
+from gpukit.backends.cuda_common import MEMORY_KINDS
+from gpukit.errors import BackendUnavailable, UsageError
+
+pytestmark = pytest.mark.gpu
+
+GPU_BACKENDS = ("cupy", "pycuda")
+
+
+def backend_class(name):
+    cls = backends.get(name)
+    try:
+        cls.check_available()
+    except BackendUnavailable as exc:
+        pytest.skip(f"{name}: {exc}")
+    return cls
+
+
+def open_session(name, memory):
+    cls = backend_class(name)
+    variant = next(v for v in cls.variants(kernels.load("polyval"))
+                   if v.option("memory") == memory)
+    session = cls(variant, 1)
+    return session, session.open()
+
+
+@pytest.fixture
+def polyval():
+    return kernels.load("polyval")
+
+
+@pytest.fixture(scope="module", params=[(b, m) for b in GPU_BACKENDS for m in MEMORY_KINDS],
+                ids=lambda p: "-".join(p))
+def session(request):
+    """One open session per backend variant, shared by the tests of this module."""
+    name, memory = request.param
+    session, _startup = open_session(name, memory)
+    yield session
+    session.close()
+
+
+def solve(session, kernel, n, k, seed=0):
+    params = kernel.resolve_params({"k": k})
+    inputs = kernel.make_inputs(n, params, seed=seed)
+    session.prepare(kernel, params, inputs)
+    try:
+        out, timing = session.run()
+        out = {name: a.copy() for name, a in out.items()}
+    finally:
+        session.release()
+    return params, inputs, out, timing
+
+
+@pytest.mark.parametrize("k", [1, 7, 300])
+@pytest.mark.parametrize("n", [1, 3, 1000, 4097])
+def test_matches_reference(session, polyval, n, k):
+    params, inputs, out, _timing = solve(session, polyval, n, k, seed=n + k)
+    check = polyval.check(out, polyval.reference(inputs, params), inputs, params)
+    assert check.ok, check
+
+
+def test_repeated_runs_give_the_same_result(session, polyval):
+    params = polyval.resolve_params({"k": 33})
+    inputs = polyval.make_inputs(50_001, params, seed=5)
+    session.prepare(polyval, params, inputs)
+    try:
+        first = session.run()[0]["y"].copy()
+        again = session.run()[0]["y"]
+    finally:
+        session.release()
+    assert np.array_equal(first.view(np.uint32), again.view(np.uint32))
+
+
+def test_phase_timings(session, polyval):
+    params = polyval.resolve_params({"k": 16})
+    inputs = polyval.make_inputs(1 << 22, params, seed=1)
+    session.prepare(polyval, params, inputs)
+    try:
+        timings = [session.run()[1] for _ in range(3)]
+    finally:
+        session.release()
+    for t in timings:
+        assert set(t.phases_s) == set(phases.RUN_PHASES)
+        assert all(v > 0 for v in t.phases_s.values()), t.phases_s
+        assert t.device_s == t.phases_s
+        host = t.extra["host_phases_s"]
+        assert set(host) == set(phases.RUN_PHASES)
+        assert math.isclose(sum(host.values()), t.wall_s, rel_tol=1e-9, abs_tol=1e-9)
+        # The events lie inside the host's window: allow a little for two clocks.
+        assert t.wall_s >= 0.95 * sum(t.phases_s.values()) - 20e-6, t
+
+
+def test_cupy_and_pycuda_agree_bitwise(polyval):
+    # The same source built by NVRTC and by nvcc: the same instructions, so the same bits.
+    results = {}
+    for name in GPU_BACKENDS:
+        session, _ = open_session(name, "pageable")
+        try:
+            for k in (1, 300):
+                results[name, k] = solve(session, polyval, 100_003, k, seed=9)[2]["y"]
+        finally:
+            session.close()
+    for k in (1, 300):
+        a, b = results["cupy", k], results["pycuda", k]
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32)), \
+            f"k={k}: {np.count_nonzero(a.view(np.uint32) != b.view(np.uint32))} points differ"
+
+
+@pytest.mark.parametrize("memory", MEMORY_KINDS)
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_startup_steps_and_facts(polyval, name, memory):
+    session, startup = open_session(name, memory)
+    try:
+        assert startup.steps_s["context"] > 0
+        params = polyval.resolve_params({"k": 4})
+        inputs = polyval.make_inputs(10_000, params)
+        first = session.prepare(polyval, params, inputs)
+        session.release()
+        second = session.prepare(polyval, params, inputs)
+        session.release()
+    finally:
+        session.close()
+    expected = {"compile", "alloc", "first_launch"} | ({"pin"} if memory == "pinned" else set())
+    assert set(first.steps_s) == expected
+    assert set(second.steps_s) == expected - {"compile", "first_launch"}
+    assert first.facts["compile_cache"] in ("hit", "miss", "unknown", "disabled")
+    assert first.facts["registers"] > 0
+    assert first.facts["local_bytes"] == 0  # nothing spilled
+    assert first.facts["device_bytes"] == 4 * 10_000 * 2 + 4 * 5
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_check_available_reports_the_device(name):
+    facts = backend_class(name).check_available()
+    for key in ("device", "compute_capability", "driver", "runtime", "memory_bytes"):
+        assert facts[key], key
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_pageable_runs_return_new_arrays_and_pinned_runs_reuse_theirs(polyval, name):
+    for memory in MEMORY_KINDS:
+        session, _ = open_session(name, memory)
+        try:
+            params = polyval.resolve_params({"k": 2})
+            session.prepare(polyval, params, polyval.make_inputs(1000, params))
+            a, b = session.run()[0]["y"], session.run()[0]["y"]
+            assert (a is b) == (memory == "pinned")
+        finally:
+            session.close()
+
+
+@pytest.mark.parametrize("name", GPU_BACKENDS)
+def test_refuses_a_problem_larger_than_free_memory(polyval, name, monkeypatch):
+    session, _ = open_session(name, "pageable")
+    try:
+        if name == "cupy":
+            import cupy
+            total = cupy.cuda.runtime.memGetInfo()[1]
+            monkeypatch.setattr(cupy.cuda.runtime, "memGetInfo", lambda: (1024, total))
+        else:
+            import pycuda.driver as cuda
+            total = cuda.Device(0).total_memory()
+            monkeypatch.setattr(cuda, "mem_get_info", lambda: (1024, total))
+        params = polyval.resolve_params({"k": 2})
+        # 800 kB: far more than the 1 kB "free" (plus whatever CuPy's pool holds after release).
+        with pytest.raises(UsageError, match="of GPU memory but only"):
+            session.prepare(polyval, params, polyval.make_inputs(100_000, params))
+    finally:
+        session.close()
+
+
+def test_pycuda_leaves_the_threads_context_as_it_found_it(polyval):
+    backend_class("pycuda")
+    cupy = pytest.importorskip("cupy")
+    backend_class("cupy")
+    cupy.cuda.Device(0).use()
+    before = cupy.cuda.driver.ctxGetCurrent()
+    session, _ = open_session("pycuda", "pinned")
+    try:
+        solve(session, polyval, 1000, 3)
+        assert cupy.cuda.driver.ctxGetCurrent() == before
+    finally:
+        session.close()
+    assert cupy.cuda.driver.ctxGetCurrent() == before
+    # CuPy still works in the context PyCUDA shared.
+    assert int(cupy.arange(10).sum()) == 45
+
+
+# The polyval kernel against this GPU's own ceilings, both measured here with CuPy: a
+# device-to-device cudaMemcpy (bytes read + written) and a float32 FMA kernel with 8 independent
+# chains per thread (as in shared/CEILINGS.md). Targets: >= 85% of copy bandwidth at k=1 and
+# >= 90% of the FMA rate at k=4096, at n = 2**26.
+
+FMA_PEAK_SOURCE = r"""
+extern "C" __global__ void fma_peak(float* out, int iterations) {
+    float a[8];
+    for (int j = 0; j < 8; ++j) a[j] = threadIdx.x * 1e-7f + j;
+#pragma unroll 16
+    for (int i = 0; i < iterations; ++i) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) a[j] = __fmaf_ieee_rn(a[j], 0.999f, 1e-3f);
+    }
+    float s = 0.0f;
+    for (int j = 0; j < 8; ++j) s += a[j];
+    out[blockIdx.x * blockDim.x + threadIdx.x] = s;
+}
+"""
+
+
+def best_event_time_s(cupy, enqueue, repeats=5):
+    stream = cupy.cuda.Stream()
+    times = []
+    for _ in range(repeats):
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        with stream:
+            start.record(stream)
+            enqueue(stream)
+            end.record(stream)
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end) * 1e-3)
+    return min(times)
+
+
+def polyval_compute_s(kernel, k, n, repeats=3):
+    session, _ = open_session("cupy", "pinned")
+    try:
+        params = kernel.resolve_params({"k": k})
+        session.prepare(kernel, params, kernel.make_inputs(n, params))
+        return min(session.run()[1].phases_s[phases.COMPUTE] for _ in range(repeats))
+    finally:
+        session.close()
+
+
+def test_polyval_kernel_reaches_its_ceilings(polyval):
+    backend_class("cupy")
+    import cupy
+    n = 1 << 26
+
+    half_gib = 1 << 29
+    src, dst = cupy.empty(half_gib, dtype=cupy.uint8), cupy.empty(half_gib, dtype=cupy.uint8)
+    copy_s = best_event_time_s(cupy, lambda s: cupy.cuda.runtime.memcpyAsync(
+        dst.data.ptr, src.data.ptr, half_gib, cupy.cuda.runtime.memcpyDeviceToDevice, s.ptr))
+    src = dst = None  # 1 GiB back before the polyval runs
+    cupy.get_default_memory_pool().free_all_blocks()
+    copy_bps = 2 * half_gib / copy_s
+
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    blocks, threads, iterations = props["multiProcessorCount"] * 8, 256, 1 << 14
+    fma = cupy.RawKernel(FMA_PEAK_SOURCE, "fma_peak")
+    out = cupy.empty(blocks * threads, dtype=cupy.float32)
+    fma_s = best_event_time_s(cupy, lambda s: fma((blocks,), (threads,),
+                                                  (out, np.int32(iterations))))
+    fma_flops = 2 * 8 * iterations * blocks * threads / fma_s
+
+    memory_bps = 8 * n / polyval_compute_s(polyval, 1, n)
+    compute_flops = 2 * 4096 * n / polyval_compute_s(polyval, 4096, n)
+    report = (f"k=1: {memory_bps / 1e12:.2f} TB/s of copy {copy_bps / 1e12:.2f} TB/s "
+              f"({memory_bps / copy_bps:.0%}); k=4096: {compute_flops / 1e12:.1f} TFLOP/s "
+              f"of FMA {fma_flops / 1e12:.1f} TFLOP/s ({compute_flops / fma_flops:.0%})")
+    print(report)
+    assert memory_bps >= 0.85 * copy_bps, report
+    assert compute_flops >= 0.90 * fma_flops, report
