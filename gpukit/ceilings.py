@@ -29,7 +29,8 @@ FIGURES = {
     "thread_dispatch_s": "round trip of one empty task through a thread pool",
     "process_dispatch_s": "round trip of one empty task through a process pool",
     "pool_start_fork_s": "start a process pool of all cores (fork)",
-    "pool_start_forkserver_s": "start a process pool of all cores (forkserver)",
+    "pool_start_forkserver_s": "start a process pool of all cores (forkserver, server running)",
+    "pool_start_forkserver_first_s": "a program's first forkserver pool: the server's start too",
     "pool_start_spawn_s": "start a process pool of all cores (spawn)",
     "pickle_gbps": "pickling a large array to another process and back, per direction",
     # GPU
@@ -38,6 +39,7 @@ FIGURES = {
     "d2h_pageable_gbps": "device to host, pageable host memory, large copy",
     "d2h_pinned_gbps": "device to host, pinned host memory, large copy",
     "bidir_pinned_gbps": "H2D and D2H at once on two streams, both directions together",
+    "bidir_speedup": "the two copies at once vs one after the other (times, same sizes)",
     "copy_latency_s": "a 4 KiB copy, either way",
     "d2d_gbps": "device-to-device copy (read + write)",
     "launch_cupy_s": "empty kernel through CuPy, queued",
@@ -68,12 +70,17 @@ def cache_path(machine: dict) -> Path:
 
 
 def save(machine: dict, figures: dict, curves: dict | None = None,
-         missing: dict | None = None, path: Path | None = None) -> Path:
-    """Write ceilings; `missing` maps a figure name (or 'gpu') to why it was not measured."""
+         missing: dict | None = None, path: Path | None = None,
+         settings: dict | None = None) -> Path:
+    """Write ceilings; `missing` maps a figure name (or 'gpu') to why it was not measured.
+
+    `settings` says how they were measured (e.g. {"quick": true}), so a reader can tell a smoke
+    test's rough figures from a full measurement."""
     path = path or cache_path(machine)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "version": FORMAT_VERSION, "machine": machine,
-            "figures": figures, "curves": curves or {}, "missing": missing or {}}
+            "figures": figures, "curves": curves or {}, "missing": missing or {},
+            "settings": settings or {}}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     tmp.replace(path)
