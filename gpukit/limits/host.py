@@ -1,0 +1,295 @@
+"""Host ceilings: memory copy bandwidth, what threads and process pools cost, one core's rates.
+
+Each `measure_*` function measures one group of figures and returns them by their names in
+gpukit.ceilings.FIGURES, in the units the names carry. All timing is `time.perf_counter` around
+the work, repeated and reduced to the median.
+
+NumPy is imported inside the functions that use it, not at the top: process-pool workers import
+this module to find their task functions, and the pool-start figures are meant to be the pools'
+own cost (interpreter start, the start method's work), not that plus importing NumPy. A backend
+whose workers import NumPy pays that on top.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+clock = time.perf_counter
+
+START_METHODS = ("fork", "forkserver", "spawn")
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """How much to measure; the default keeps the host part near 10 s on 2 cores."""
+    copy_bytes: int = 512 * 1024 ** 2   # large enough to leave every cache (as CEILINGS.md's)
+    copy_reps: int = 5
+    pool_reps: int = 3                  # spawn on 2 cores: about 1 s each
+    dispatch_count: int = 300
+    thread_count: int = 300
+    pickle_bytes: int = 32 * 1024 ** 2
+    pickle_reps: int = 3
+    numpy_block: int = 32 * 1024        # polyval's NumPy block: x and acc stay in L2
+    numpy_steps: int = 2000
+    python_points: int = 3000
+    python_degree: int = 64
+    reps: int = 3
+
+
+FULL = HostPlan()
+QUICK = HostPlan(copy_bytes=64 * 1024 ** 2, copy_reps=2, pool_reps=1, dispatch_count=50,
+                 thread_count=50, pickle_bytes=8 * 1024 ** 2, pickle_reps=1, numpy_steps=200,
+                 python_points=300, reps=1)
+
+
+# -- pure helpers --------------------------------------------------------------------------------
+
+
+def gbps(nbytes: float, seconds: float) -> float:
+    """Bytes over seconds, in GB/s (10^9 bytes, as bandwidths are quoted)."""
+    if not seconds > 0:
+        raise ValueError(f"a bandwidth needs a positive time, got {seconds!r} s")
+    return nbytes / seconds / 1e9
+
+
+def copy_gbps(nbytes: int, seconds: float) -> float:
+    """A copy of `nbytes` reads them and writes them: 2 * nbytes moved."""
+    return gbps(2 * nbytes, seconds)
+
+
+def per_item_s(batch_times_s: list[float], count: int) -> float:
+    """The median batch time over the batch's size: cost per item."""
+    return statistics.median(batch_times_s) / count
+
+
+# -- process-pool workers: top-level, so they pickle by name; they import nothing -------------
+
+_barrier = None
+
+
+def _init_worker(barrier) -> None:
+    global _barrier
+    _barrier = barrier
+
+
+def _wait_all_started() -> int:
+    """Blocks until every worker runs one: a pool is started when all its workers are."""
+    _barrier.wait(timeout=120)
+    return os.getpid()
+
+
+def _noop() -> None:
+    return None
+
+
+def _echo(value):
+    return value
+
+
+# -- process pools -------------------------------------------------------------------------------
+
+
+def start_pool(method: str, workers: int) -> tuple[float, ProcessPoolExecutor]:
+    """Start a pool of `workers` processes and wait until every one runs; (seconds, pool).
+
+    ProcessPoolExecutor starts forkserver and spawn workers on demand and reuses idle ones, so
+    `workers` quick tasks might all run on one; the barrier makes each worker take one task.
+    """
+    context = multiprocessing.get_context(method)
+    t0 = clock()
+    barrier = context.Barrier(workers)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                               initializer=_init_worker, initargs=(barrier,))
+    try:
+        pids = [f.result() for f in [pool.submit(_wait_all_started) for _ in range(workers)]]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    elapsed = clock() - t0
+    if len(set(pids)) != workers:
+        pool.shutdown()
+        raise RuntimeError(f"{method} pool: {len(set(pids))} distinct workers ran, not {workers}")
+    return elapsed, pool
+
+
+def measure_first_forkserver_pool(workers: int) -> dict:
+    """A program's first forkserver pool: the server's own start (it imports the main module,
+    then forks every worker) comes on top of the workers'. Later pools find it running."""
+    from multiprocessing import forkserver
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        raise RuntimeError("forkserver is not available on this platform")
+    # A private attribute, read only to refuse a figure that would be a later pool's because an
+    # earlier measurement in this process already started the server.
+    if getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None) is not None:
+        raise RuntimeError("the forkserver was already running in this process")
+    elapsed, pool = start_pool("forkserver", workers)
+    pool.shutdown(wait=True)
+    return {"pool_start_forkserver_first_s": elapsed}
+
+
+def measure_pool_start(method: str, plan: HostPlan, workers: int) -> dict:
+    """Median time to start a pool of `workers` processes with `method` (for forkserver, with
+    its server already running: measure_first_forkserver_pool runs first)."""
+    if method not in multiprocessing.get_all_start_methods():
+        raise RuntimeError(f"start method {method!r} is not available here")
+    times = []
+    for _ in range(plan.pool_reps):
+        elapsed, pool = start_pool(method, workers)
+        pool.shutdown(wait=True)
+        times.append(elapsed)
+    return {f"pool_start_{method}_s": statistics.median(times)}
+
+
+def default_start_method() -> str:
+    """The processes backend's default: forkserver where it exists, else spawn."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def measure_process_pool(plan: HostPlan, workers: int) -> dict:
+    """Round trip of an empty task, and pickling an array to a worker and back, on a warm pool
+    started as the processes backend starts its pools."""
+    import numpy as np
+    _, pool = start_pool(default_start_method(), workers)
+    try:
+        for _ in range(10):
+            pool.submit(_noop).result()
+        batches = []
+        for _ in range(plan.reps):
+            t0 = clock()
+            for _ in range(plan.dispatch_count):
+                pool.submit(_noop).result()
+            batches.append(clock() - t0)
+        array = np.ones(plan.pickle_bytes // 8, dtype=np.float64)
+        # The first echo makes the worker import NumPy; that is start-up, not pickling.
+        pool.submit(_echo, array[:1]).result()
+        times = []
+        for _ in range(plan.pickle_reps):
+            t0 = clock()
+            back = pool.submit(_echo, array).result()
+            times.append(clock() - t0)
+        if back.shape != array.shape:
+            raise RuntimeError("the pickled array came back with another shape")
+    finally:
+        pool.shutdown(wait=True)
+    return {"process_dispatch_s": per_item_s(batches, plan.dispatch_count),
+            "pickle_gbps": gbps(2 * array.nbytes, statistics.median(times))}
+
+
+# -- threads -------------------------------------------------------------------------------------
+
+
+def measure_threads(plan: HostPlan, workers: int) -> dict:
+    """Start + join of one thread, and an empty task's round trip through a thread pool."""
+    starts = []
+    for _ in range(plan.reps):
+        t0 = clock()
+        for _ in range(plan.thread_count):
+            t = threading.Thread(target=_noop)
+            t.start()
+            t.join()
+        starts.append(clock() - t0)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in range(10):
+            pool.submit(_noop).result()
+        batches = []
+        for _ in range(plan.reps):
+            t0 = clock()
+            for _ in range(plan.dispatch_count):
+                pool.submit(_noop).result()
+            batches.append(clock() - t0)
+    return {"thread_start_s": per_item_s(starts, plan.thread_count),
+            "thread_dispatch_s": per_item_s(batches, plan.dispatch_count)}
+
+
+# -- memory bandwidth ----------------------------------------------------------------------------
+
+
+def measure_copy(plan: HostPlan, workers: int) -> dict:
+    """NumPy copy of a large array on one thread, and split over `workers` threads.
+
+    Both buffers are written once first, so page faults are not timed. np.copyto releases the GIL,
+    so the threads copy their slices at once.
+    """
+    import numpy as np
+    from gpukit.backends.base import chunk_bounds
+    src = np.empty(plan.copy_bytes, dtype=np.uint8)
+    dst = np.empty_like(src)
+    src.fill(1)
+    dst.fill(0)
+    one = []
+    for _ in range(plan.copy_reps):
+        t0 = clock()
+        np.copyto(dst, src)
+        one.append(clock() - t0)
+    bounds = chunk_bounds(src.shape[0], workers)
+
+    def copy_slice(lo_hi):
+        lo, hi = lo_hi
+        np.copyto(dst[lo:hi], src[lo:hi])
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(copy_slice, bounds))  # the threads start here, untimed
+        many = []
+        for _ in range(plan.copy_reps):
+            t0 = clock()
+            list(pool.map(copy_slice, bounds))
+            many.append(clock() - t0)
+    if dst[-1] != 1:
+        raise RuntimeError("the copy did not reach the end of the array")
+    return {"host_copy_1t_gbps": copy_gbps(src.nbytes, statistics.median(one)),
+            "host_copy_all_gbps": copy_gbps(src.nbytes, statistics.median(many))}
+
+
+# -- one core's arithmetic -----------------------------------------------------------------------
+
+
+def measure_numpy_rate(plan: HostPlan) -> dict:
+    """Horner steps as polyval's NumPy implementation runs them: in-place multiply and add on a
+    cache-sized float32 block, 2 FLOPs per element per step, one thread."""
+    import numpy as np
+    x = np.linspace(0.5, 0.99, plan.numpy_block, dtype=np.float32)
+    acc = np.ones(plan.numpy_block, dtype=np.float32)
+    c = np.float32(0.25)
+    for _ in range(10):
+        np.multiply(acc, x, out=acc)
+        np.add(acc, c, out=acc)
+    times = []
+    for _ in range(plan.reps):
+        t0 = clock()
+        for _ in range(plan.numpy_steps):
+            np.multiply(acc, x, out=acc)
+            np.add(acc, c, out=acc)
+        times.append(clock() - t0)
+    flops = 2 * plan.numpy_block * plan.numpy_steps
+    return {"host_numpy_1t_gflops": flops / statistics.median(times) / 1e9}
+
+
+def _python_horner(xs: list[float], coeffs: list[float]) -> float:
+    total = 0.0
+    for x in xs:
+        acc = 1.0
+        for cj in coeffs:
+            acc = acc * x + cj
+        total += acc
+    return total
+
+
+def measure_python_rate(plan: HostPlan) -> dict:
+    """The pure-Python loop polyval's python implementation runs: one multiply and one add per
+    step on Python floats, 2 FLOPs."""
+    xs = [0.5 + 0.49 * i / plan.python_points for i in range(plan.python_points)]
+    coeffs = [0.25] * plan.python_degree
+    _python_horner(xs[:10], coeffs)
+    times = []
+    for _ in range(plan.reps):
+        t0 = clock()
+        _python_horner(xs, coeffs)
+        times.append(clock() - t0)
+    flops = 2 * plan.python_points * plan.python_degree
+    return {"host_python_1t_gflops": flops / statistics.median(times) / 1e9}
