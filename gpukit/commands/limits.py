@@ -1,0 +1,96 @@
+"""`gpukit limits`: this machine's ceilings, measured once and cached, as a table and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpukit.commands import EXIT_OK, console
+from gpukit.errors import UsageError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("limits", help="measure this machine's ceilings: copy bandwidth, thread, "
+                                      "pool and launch costs, transfer curves, FMA rate")
+    p.add_argument("--refresh", action="store_true",
+                   help="measure again even if this machine's ceilings are cached")
+    p.add_argument("--json", metavar="PATH", help="also write the ceilings to PATH")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer, smaller measurements: a smoke test whose figures are rough")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from gpukit import ceilings, limits
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None and not json_path.parent.is_dir():
+        raise UsageError(f"--json: folder {json_path.parent} does not exist")
+    out = console()
+    err = console(stderr=True)
+    with _progress(err) as progress:
+        data = limits.measure_all(refresh=args.refresh, progress=progress, quick=args.quick)
+    if json_path is not None:
+        ceilings.save(data["machine"], data["figures"], data["curves"], data["missing"],
+                      path=json_path, settings=data.get("settings"))
+    for table in _tables(data):
+        out.print(table)
+    for line in limits.missing_lines(data):
+        out.print(line, markup=False)
+    settings = data.get("settings", {})
+    how = ("reused from the cache (--refresh measures again)" if data["cached"]
+           else f"measured in {settings.get('wall_s', 0):.1f} s")
+    if settings.get("quick"):
+        how += "; --quick: rough figures"
+    out.print(f"ceilings {how}; stored in {data['path']}"
+              + (f"; written to {json_path}" if json_path else ""), markup=False)
+    return EXIT_OK
+
+
+def _tables(data: dict) -> list:
+    from rich.table import Table
+    from gpukit import limits
+    m = data.get("machine", {})
+    gpu = (m.get("gpu") or {}).get("device")
+    title = f"Ceilings of {m.get('hostname')}: {m.get('cpu')}, {m.get('cores')} cores" + \
+        (f", {gpu}" if gpu else "")
+    figures = Table(title=title, title_justify="left", header_style="bold")
+    for name, justify in (("figure", "left"), ("what", "left"), ("value", "right")):
+        figures.add_column(name, justify=justify, no_wrap=(name != "what"))
+    for row in limits.figure_rows(data):
+        figures.add_row(*row)
+    tables = [figures]
+    header, rows = limits.transfer_rows(data.get("curves", {}))
+    if rows:
+        curve = Table(title="Host<->device copies (device time and bandwidth; small sizes show "
+                            "the latency, large ones the bandwidth)",
+                      title_justify="left", header_style="bold")
+        for name in header:
+            curve.add_column(name, justify="right", no_wrap=True)
+        for row in rows:
+            curve.add_row(*row)
+        tables.append(curve)
+    return tables
+
+
+class _progress:
+    """A spinner on a terminal, else one line per step on stderr; the measure_all callback."""
+
+    def __init__(self, console):
+        self.console = console
+        self._status = None
+
+    def __enter__(self):
+        if self.console.is_terminal:
+            self._status = self.console.status("measuring")
+            self._status.__enter__()
+        return self
+
+    def __call__(self, label: str, index: int, total: int) -> None:
+        text = f"measuring {label} ({index + 1} of {total})"
+        if self._status is not None:
+            self._status.update(text)
+        else:
+            self.console.print(text, markup=False)
+
+    def __exit__(self, *exc):
+        if self._status is not None:
+            self._status.__exit__(*exc)
