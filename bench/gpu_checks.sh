@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Every pending GPU check of gpukit, on the GPU test machine, in as few device calls as possible.
+#
+# Here, once:    bash bench/fetch_device_wheels.sh        (fills the ignored .gpu-wheels/)
+# On the device: bash bench/gpu_checks.sh STAGE           (carry: [".gpu-wheels"])
+#
+# STAGE (each fits one 10-minute call; `all` runs them in order when time allows):
+#   tests    the `gpu` tests, MPI tests under the machine's Open MPI, `limits --refresh`,
+#            and the issue-3 benchmark (bench/gpu_bench.py)
+#   compare  `compare` with all five backends, polyval, default sweep (issue 2 figures)
+#   kernels  `compare` for blackscholes, mandelbrot and nbody on all backends (issue 5 figures)
+#   mpi      MPI ranks 1..16 beside threads and processes, polyval, largest n (issue 6 figures)
+#
+# Everything lands in bench/results/ (named with the card) and, packed, in $OUT for the caller.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+stage=${1:-all}
+OUT=${OUT:-/tmp/gpukit-out}
+mkdir -p "$OUT" bench/results
+
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu-wheels/*.whl 2>&1 | tail -2
+export PYTHONPATH=/tmp/site:$PWD
+export GPUKIT_CACHE_DIR=$PWD/bench/results/cache
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9\n' '-' | sed 's/-*$//')
+card=${card:-no-gpu}
+res=bench/results
+summary=$OUT/summary.txt
+: >> "$summary"
+
+step() {  # step NAME COMMAND...: run, keep its output in $res/NAME-$card.txt, note the status
+    local name=$1; shift
+    local log="$res/$name-$card.txt"
+    echo "== $name: $*" | tee -a "$summary"
+    local t0=$SECONDS
+    "$@" > "$log" 2>&1
+    local rc=$?
+    echo "   rc=$rc in $((SECONDS - t0)) s; log $log" | tee -a "$summary"
+    tail -n 25 "$log"
+}
+
+facts() {
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+    python3 -c "import cupy, numpy, sys; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'cupy', cupy.__version__)"
+    python3 -m gpukit backends
+}
+
+stage_tests() {
+    step facts facts
+    step pytest-gpu python3 -m pytest -m gpu -v -rs tests/
+    step pytest-mpi python3 -m pytest -v -rs tests/test_mpi.py
+    step limits python3 -m gpukit limits --refresh --json "$res/limits-$card.json"
+    [ -f bench/limits_gpu_check.py ] && step limits-vs-ceilings python3 bench/limits_gpu_check.py
+    [ -f bench/gpu_bench.py ] && step gpu-bench python3 bench/gpu_bench.py
+}
+
+stage_compare() {
+    step compare-polyval python3 -m gpukit compare --require-gpu --no-progress \
+        -o "$res/compare-polyval-$card.json"
+    [ -f gpukit/commands/report.py ] && step report-polyval python3 -m gpukit report \
+        "$res/compare-polyval-$card.json" --html "$res/compare-polyval-$card.html" --plots "$res/plots-$card"
+}
+
+stage_kernels() {
+    for k in blackscholes mandelbrot nbody; do
+        step "compare-$k" python3 -m gpukit compare --kernel "$k" --require-gpu --no-progress \
+            --workers 1,4,16 -o "$res/compare-$k-$card.json"
+    done
+}
+
+stage_mpi() {
+    step compare-mpi python3 -m gpukit compare --backends serial,threads,processes,mpi \
+        --impls numpy --param k=2,64 --sizes 2^24 --workers 1,2,4,8,16 --no-progress \
+        -o "$res/compare-mpi-$card.json"
+}
+
+case $stage in
+    tests) stage_tests ;;
+    compare) stage_compare ;;
+    kernels) stage_kernels ;;
+    mpi) stage_mpi ;;
+    all) stage_tests; stage_compare; stage_kernels; stage_mpi ;;
+    *) echo "error: unknown stage $stage (tests, compare, kernels, mpi, all)" >&2; exit 2 ;;
+esac
+
+# At most 8 files come back from $OUT: the summary and one archive of everything written.
+tar czf "$OUT/results-$stage-$card.tar.gz" "$res"
+echo "results packed in $OUT/results-$stage-$card.tar.gz"
