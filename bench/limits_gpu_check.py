@@ -6,8 +6,11 @@ NVIDIA H100 80GB HBM3, 2026-11-25) with the ratio, and flags any outside +-5% (i
 own limits must land within 5% of them there). Exit status 0 when none is flagged, 1 when some
 are, 3 when the GPU part could not be measured at all.
 
-    python3 bench/limits_gpu_check.py [--out bench/results/limits-<card>.json] [--tolerance 0.05]
-    python3 bench/limits_gpu_check.py --from saved.json     # check a saved run, measure nothing
+    python3 bench/limits_gpu_check.py [--out PATH] [--tolerance 0.05]
+    python3 bench/limits_gpu_check.py --from bench/results/limits-<card>.json   # measure nothing
+
+Without --out the JSON lands in bench/results/limits-<card>.json (the card's name as
+bench/gpu_checks.sh writes it, e.g. NVIDIA-H100-80GB-HBM3).
 
 The reference figures are copied here because CEILINGS.md lives outside the repository and does
 not travel to the GPU machine.
@@ -112,8 +115,9 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def card_slug(data: dict) -> str:
+    """The card's name as bench/gpu_checks.sh spells it in file names (NVIDIA-H100-80GB-HBM3)."""
     device = (data.get("machine", {}).get("gpu") or {}).get("device", "no-gpu")
-    return re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower()
+    return re.sub(r"[^A-Za-z0-9]", "-", device).rstrip("-")
 
 
 def main(argv: list[str] | None = None) -> int:
