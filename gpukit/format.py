@@ -1,40 +1,48 @@
-"""Human-readable views of a results dict. Builds rich renderables and lines; never measures."""
+"""Human-readable views of a results dict: rich tables, lines of text and CSV rows.
+
+Never measures and never prints: commands print what these return. Each takes the results dict
+and, optionally, an `analysis.Analysis` already computed for it (one is computed if not given).
+"""
 
 from __future__ import annotations
 
 from rich.markup import escape
 from rich.table import Table
 
-from gpukit import analysis, phases
-from gpukit.analysis import fmt_n, params_key, params_text
+from gpukit import analysis, model, phases
+from gpukit.analysis import fmt_n, fmt_s, params_key, params_text
+
+__all__ = ["backend_lines", "case_rows", "case_tables", "ceiling_lines", "csv_text", "CSV_COLUMNS",
+           "finding_lines", "flag_lines", "fmt_s", "machine_lines", "status_counts"]
 
 
-def fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds == 0:
-        return "0"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e9:.3g} ns"
+def _analysis(data: dict, an: analysis.Analysis | None) -> analysis.Analysis:
+    return an if an is not None else analysis.analyze(data)
 
 
-def _startup_s(data: dict, case: dict) -> float | None:
+def startup_s(data: dict, case: dict) -> float | None:
     sid = case.get("session")
     session = next((s for s in data["sessions"] if s["id"] == sid), None)
     if session is None or session["startup"] is None:
         return None
     total = session["startup"]["total_s"]
-    return total + case.get("prepare", {}).get("total_s", 0.0)
+    return total + (case.get("prepare") or {}).get("total_s", 0.0)
 
 
 def _sort_key(case: dict):
     return (case["n"], case["backend"] not in ("serial",), case["label"], case["workers"])
 
 
-def case_tables(data: dict) -> list[Table]:
-    """One table per kernel parameter set: phases, total, throughput, speedup."""
+def _status_reason(case: dict) -> str:
+    reason = case.get("reason") or case["status"]
+    if not reason.startswith(case["status"]):
+        reason = f"{case['status']}: {reason}"
+    return reason
+
+
+def case_tables(data: dict, an: analysis.Analysis | None = None) -> list[Table]:
+    """One table per kernel parameter set: phases, total, throughput, speedup, limit, model."""
+    an = _analysis(data, an)
     idx = analysis.index(data)
     tables = []
     for pset in data["sweep"]["param_sets"]:
@@ -44,32 +52,85 @@ def case_tables(data: dict) -> list[Table]:
         for name, justify in (("n", "right"), ("variant", "left"), ("workers", "right"),
                               ("startup", "right"), ("in", "right"), ("compute", "right"),
                               ("out", "right"), ("total", "right"), ("spread", "right"),
-                              ("GB/s", "right"), ("GFLOP/s", "right"), ("vs serial", "right")):
+                              ("GB/s", "right"), ("GFLOP/s", "right"), ("vs serial", "right"),
+                              ("limit", "left"), ("vs model", "right"), ("note", "left")):
             table.add_column(name, justify=justify, no_wrap=True)
         cases = sorted((c for c in data["cases"] if params_key(c["params"]) == pkey), key=_sort_key)
         for c in cases:
             head = [fmt_n(c["n"]), c["label"], str(c["workers"])]
             if c["status"] != "ok":
                 style = {"failed": "red", "skipped": "dim", "unavailable": "yellow"}.get(c["status"])
-                reason = c.get("reason") or c["status"]
-                if not reason.startswith(c["status"]):
-                    reason = f"{c['status']}: {reason}"
-                table.add_row(*head, f"[{style}]{escape(reason)}[/]" if style else escape(reason),
-                              *[""] * 8)
+                reason = escape(_status_reason(c))
+                table.add_row(*head, *[""] * 11, f"[{style}]{reason}[/]" if style else reason)
                 continue
+            key = model.case_key(c)
             tp = analysis.throughput(c)
             speedup = analysis.speedup_vs_baseline(idx, c)
+            ph = analysis.run_phases(c, data)
             s = c["summary"]
-            table.add_row(*head, fmt_s(_startup_s(data, c)),
-                          fmt_s(s["phases_s"][phases.TRANSFER_IN]["median"]),
-                          fmt_s(s["phases_s"][phases.COMPUTE]["median"]),
-                          fmt_s(s["phases_s"][phases.TRANSFER_OUT]["median"]),
-                          fmt_s(s["wall_s"]["median"]),
+            verdict = an.verdicts.get(key)
+            ratio = verdict.ratio if verdict else None
+            note = ""
+            if verdict is not None and verdict.far:
+                note = "[magenta]far from the model[/]"
+            elif verdict is not None and verdict.anchor:
+                note = "[dim]calibrates the model[/]"
+            table.add_row(*head, fmt_s(startup_s(data, c)),
+                          fmt_s(ph[phases.TRANSFER_IN]), fmt_s(ph[phases.COMPUTE]),
+                          fmt_s(ph[phases.TRANSFER_OUT]), fmt_s(s["wall_s"]["median"]),
                           f"{s['wall_s']['rel_spread']:.0%}",
                           f"{tp['gbps']:.3g}", f"{tp['gflops']:.3g}",
-                          f"{speedup:.2f}x" if speedup is not None else "-")
+                          f"{speedup:.2f}x" if speedup is not None else "-",
+                          escape(an.limits[key].short) if key in an.limits else "",
+                          f"{ratio:.2f}" if ratio is not None else "-", note)
         tables.append(table)
     return tables
+
+
+CSV_COLUMNS = ("kernel", "params", "n", "variant", "backend", "impl", "options", "workers",
+               "status", "reason", "startup_s", "transfer_in_s", "compute_s", "transfer_out_s",
+               "wall_s", "wall_q1_s", "wall_q3_s", "rel_spread", "reps", "gbps", "gflops",
+               "speedup_vs_serial", "dominant_phase", "limit", "limit_percent", "predicted_s",
+               "measured_over_predicted", "far_from_model", "limit_text")
+
+
+def case_rows(data: dict, an: analysis.Analysis | None = None) -> list[dict]:
+    """The case table as flat rows (CSV_COLUMNS): seconds as plain floats, blanks as ''."""
+    an = _analysis(data, an)
+    idx = analysis.index(data)
+    rows = []
+    for c in sorted(data["cases"], key=lambda c: (params_key(c["params"]), *_sort_key(c))):
+        options = (c.get("variant") or {}).get("options") or {}
+        row = dict.fromkeys(CSV_COLUMNS, "")
+        row.update(kernel=c["kernel"], params=params_text(c["params"]), n=c["n"],
+                   variant=c["label"], backend=c["backend"], impl=c["impl"],
+                   options=";".join(f"{k}={v}" for k, v in sorted(options.items())),
+                   workers=c["workers"], status=c["status"], reason=c.get("reason") or "")
+        if c["status"] == "ok":
+            key = model.case_key(c)
+            ph = analysis.run_phases(c, data)
+            s = c["summary"]["wall_s"]
+            tp = analysis.throughput(c)
+            speedup = analysis.speedup_vs_baseline(idx, c)
+            lim = an.limits.get(key)
+            verdict = an.verdicts.get(key)
+            startup = startup_s(data, c)
+            row.update(startup_s=startup if startup is not None else "",
+                       transfer_in_s=ph[phases.TRANSFER_IN], compute_s=ph[phases.COMPUTE],
+                       transfer_out_s=ph[phases.TRANSFER_OUT], wall_s=s["median"],
+                       wall_q1_s=s["q1"], wall_q3_s=s["q3"], rel_spread=s["rel_spread"],
+                       reps=s["count"], gbps=tp["gbps"], gflops=tp["gflops"],
+                       speedup_vs_serial=speedup if speedup is not None else "")
+            if lim is not None:
+                row.update(dominant_phase=lim.dominant, limit=lim.kind,
+                           limit_percent="" if lim.percent is None else lim.percent,
+                           limit_text=lim.text)
+            if verdict is not None and verdict.prediction is not None:
+                row.update(predicted_s=verdict.prediction.wall_s,
+                           measured_over_predicted=verdict.ratio,
+                           far_from_model=int(verdict.far))
+        rows.append(row)
+    return rows
 
 
 def backend_lines(data: dict) -> list[str]:
@@ -86,7 +147,7 @@ def backend_lines(data: dict) -> list[str]:
 
 def machine_lines(data: dict) -> list[str]:
     m = data["machine"]
-    gpu = m.get("gpu", {}).get("device")
+    gpu = (m.get("gpu") or {}).get("device")
     start = next((s["startup"]["facts"].get("start_method") for s in data["sessions"]
                   if s.get("startup") and s["startup"]["facts"].get("start_method")), None)
     line = (f"{m['cpu']}, {m['cores']} cores, Python {m['python']} "
@@ -98,8 +159,55 @@ def machine_lines(data: dict) -> list[str]:
     return [line]
 
 
-def finding_lines(data: dict) -> list[str]:
-    return [f.text for f in analysis.findings(data)]
+def finding_lines(data: dict, an: analysis.Analysis | None = None,
+                  topics: tuple[str, ...] | None = None) -> list[str]:
+    """The findings, numbered: `1. [k=2] fastest: ...`."""
+    found = [f for f in _analysis(data, an).findings if topics is None or f.topic in topics]
+    return [f"{i}. {f.text}" for i, f in enumerate(found, start=1)]
+
+
+def ceiling_lines(data: dict, an: analysis.Analysis | None = None) -> list[str]:
+    """Each figure the model used, with where it came from, then the ones it lacks and why."""
+    ceil = _analysis(data, an).ceilings
+    lines = []
+    for name in sorted(ceil.values):
+        unit = name.rsplit("_", 1)[-1]
+        value = ceil.values[name]
+        shown = fmt_s(value) if unit == "s" else f"{value:.3g} {unit.replace('gbps', 'GB/s').replace('gflops', 'GFLOP/s')}"
+        lines.append(f"{name} = {shown} ({ceil.sources[name]})")
+    for name, why in sorted(ceil.lacking.items()):
+        lines.append(f"{name}: lacking: {why}")
+    return lines
+
+
+def flag_lines(data: dict, an: analysis.Analysis | None = None) -> list[str]:
+    """Cases far from the model, each with the phase holding most of the gap."""
+    an = _analysis(data, an)
+    idx = analysis.index(data)
+    lines = []
+    for key, verdict in sorted(an.verdicts.items(), key=lambda kv: analysis._key_order(kv[0])):
+        text = analysis.flag_text(idx[key], verdict, data)
+        if text:
+            p, label, w, n = key
+            lines.append(f"[{params_text(dict(p))}] {label} x{w} at n={fmt_n(n)}: {text}")
+    return lines
+
+
+def limit_lines(data: dict, an: analysis.Analysis | None = None) -> list[str]:
+    """Every case's limit in a sentence, at the largest size each variant reached."""
+    an = _analysis(data, an)
+    idx = analysis.index(data)
+    last: dict[tuple, tuple] = {}
+    for key in idx:
+        p, label, w, n = key
+        if (p, label, w) not in last or n > last[(p, label, w)][3]:
+            last[(p, label, w)] = key
+    lines = []
+    for key in sorted(last.values(), key=analysis._key_order):
+        p, label, w, n = key
+        lines.append(f"[{params_text(dict(p))}] {label} x{w} at n={fmt_n(n)}: "
+                     f"{an.limits[key].text} (most time in {an.limits[key].dominant})")
+    return lines
 
 
 def status_counts(data: dict) -> dict[str, int]:
@@ -107,3 +215,14 @@ def status_counts(data: dict) -> dict[str, int]:
     for c in data["cases"]:
         counts[c["status"]] = counts.get(c["status"], 0) + 1
     return counts
+
+
+def csv_text(data: dict, an: analysis.Analysis | None = None) -> str:
+    """The case table as CSV (CSV_COLUMNS, one row per case, seconds as plain numbers)."""
+    import csv
+    import io
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(case_rows(data, an))
+    return buf.getvalue()

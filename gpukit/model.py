@@ -1,0 +1,460 @@
+"""The predictive model: what each case should cost, from the machine's ceilings and the
+kernel's work model. A pure function of a results dict and a ceilings dict; never measures.
+
+Per repetition (startup is reported once per session and predicted apart):
+
+- compute: the larger of bytes over memory bandwidth and FLOPs over the arithmetic rate of the
+  implementation, the rate times the workers that can run at once (min(workers, cores)); a
+  GIL-holding implementation on threads gets no parallel gain;
+- pools: one dispatch round trip per task (one task per worker), counted in the phase where the
+  backend's clock puts it (compute for threads, transfer_in for processes);
+- process transfers: bytes over the pickle rate, or two NumPy copies into and out of shared
+  memory (each counted read + write, as the copy ceiling is);
+- GPU: per copy its latency plus bytes over the link bandwidth (pinned or pageable), per
+  launch its launch cost plus the kernel's own max(bytes/d2d bandwidth, FLOPs/FMA rate).
+
+Figures come from the ceilings `gpukit limits` stored for the machine. Where a figure is
+missing, the model derives it from the run itself when it can (the best rate the run achieved,
+or the size-independent cost at the smallest size) and says so: such a figure is calibrated on
+an "anchor" case, which is then left out of the accuracy count. What it cannot derive, it lacks,
+and the cases that need it get no prediction, with the figure named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from gpukit import phases
+
+# Accuracy bands: "within" is the issue's yardstick; "far" is where a case gets flagged.
+WITHIN = 0.25
+FAR = 2.0
+
+# Implementations: their single-thread rate figure, and whether they hold the GIL.
+IMPL_RATE = {"numpy": "host_numpy_1t_gflops", "python": "host_python_1t_gflops"}
+GIL_HOLDING = frozenset({"python"})
+# Implementations whose speed can be bounded by memory bandwidth (the interpreter never is).
+MEMORY_SENSITIVE = frozenset({"numpy"})
+
+# Pools: the figure for one task's round trip, and the phase the backend's clock puts it in.
+DISPATCH = {"threads": ("thread_dispatch_s", phases.COMPUTE),
+            "processes": ("process_dispatch_s", phases.TRANSFER_IN)}
+# GPU launch cost figure per GPU backend.
+LAUNCH = {"cupy": "launch_cupy_s", "pycuda": "launch_pycuda_s"}
+# GPU host memory kinds: (H2D figure, D2H figure).
+GPU_LINK = {"pinned": ("h2d_pinned_gbps", "d2h_pinned_gbps"),
+            "pageable": ("h2d_pageable_gbps", "d2h_pageable_gbps")}
+GPU_LINK_DEFAULT = "pageable"
+
+LIMITS_SOURCE = "limits"
+
+GPU_FIGURES = frozenset({"copy_latency_s", "d2d_gbps", "fma_gflops", "bidir_pinned_gbps",
+                         "launch_cupy_sync_s", "launch_pycuda_prepared_s", *LAUNCH.values(),
+                         *(name for pair in GPU_LINK.values() for name in pair)})
+
+
+def case_key(case: dict) -> tuple:
+    return (tuple(sorted(case["params"].items())), case["label"], case["workers"], case["n"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Ceilings:
+    """Figures by name, where each came from, and what is lacking and why."""
+
+    values: dict[str, float]
+    sources: dict[str, str]
+    lacking: dict[str, str]
+    anchors: frozenset = frozenset()
+    # (params key, impl) -> (seconds, source): the implementation's size-independent cost per
+    # run (NumPy's per-call overheads, the interpreter's set-up), from serial at the smallest n.
+    fixed: dict = dataclasses.field(default_factory=dict)
+
+    def fixed_s(self, case: dict) -> float:
+        return self.fixed.get((tuple(sorted(case["params"].items())), case["impl"]), (0.0,))[0]
+
+    def get(self, name: str) -> float | None:
+        return self.values.get(name)
+
+    def stored(self) -> list[str]:
+        return sorted(k for k, v in self.sources.items() if v == LIMITS_SOURCE)
+
+    def derived(self) -> list[str]:
+        return sorted(k for k, v in self.sources.items() if v != LIMITS_SOURCE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    phases_s: dict[str, float]
+    wall_s: float
+    uses: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """Measured against predicted for one case; `prediction` None when figures are lacking."""
+
+    key: tuple
+    prediction: Prediction | None
+    measured_s: float
+    needs: tuple[str, ...] = ()
+    anchor: bool = False
+
+    @property
+    def ratio(self) -> float | None:
+        if self.prediction is None or self.prediction.wall_s <= 0:
+            return None
+        return self.measured_s / self.prediction.wall_s
+
+    @property
+    def within(self) -> bool:
+        r = self.ratio
+        return r is not None and abs(r - 1.0) <= WITHIN
+
+    @property
+    def far(self) -> bool:
+        r = self.ratio
+        return r is not None and (r > FAR or r < 1.0 / FAR)
+
+
+# -- what the run says about the case kinds --------------------------------------------------
+
+
+def _ok(data):
+    return [c for c in data["cases"] if c.get("status") == "ok"]
+
+
+def _wall(case):
+    return case["summary"]["wall_s"]["median"]
+
+
+def _phase(case, name, device=False):
+    summary = case["summary"]
+    if device and summary.get("device_s") and name in summary["device_s"]:
+        return summary["device_s"][name]["median"]
+    return summary["phases_s"][name]["median"]
+
+
+def _is_gpu(data, case):
+    return bool(data["backends"].get(case["backend"], {}).get("gpu"))
+
+
+def _option(case, name, default=None):
+    return (case.get("variant") or {}).get("options", {}).get(name, default)
+
+
+def gpu_memory(case: dict) -> str:
+    """pinned / pageable, read from the variant's options whatever the option is called."""
+    for value in (case.get("variant") or {}).get("options", {}).values():
+        if value in GPU_LINK:
+            return value
+    return GPU_LINK_DEFAULT
+
+
+def streamed(case: dict) -> bool:
+    return any("stream" in str(v) for v in (case.get("variant") or {}).get("options", {}).values())
+
+
+def cores(data: dict) -> int:
+    return int(data["machine"].get("cores") or 1)
+
+
+def needed(data: dict, case: dict) -> tuple[str, ...]:
+    """The figures the model needs for this case (memory bandwidth is optional, noted if absent)."""
+    if _is_gpu(data, case):
+        h2d, d2h = GPU_LINK[gpu_memory(case)]
+        launch = LAUNCH.get(case["backend"], "launch_cupy_s")
+        return (h2d, d2h, "copy_latency_s", launch, "d2d_gbps", "fma_gflops")
+    names = [IMPL_RATE.get(case["impl"], IMPL_RATE["numpy"])]
+    if case["backend"] in DISPATCH:
+        names.append(DISPATCH[case["backend"]][0])
+    transfer = _option(case, "transfer")
+    if transfer == "pickle":
+        names.append("pickle_gbps")
+    elif transfer == "shm":
+        names.append("host_copy_1t_gbps")
+    return tuple(names)
+
+
+# -- ceilings: stored, derived from the run, or lacking ---------------------------------------
+
+
+def _best(cases, rate):
+    best = None
+    for c in cases:
+        value = rate(c)
+        if value and value > 0 and (best is None or value > best[0]):
+            best = (value, c)
+    return best
+
+
+def _derive(data: dict, values: dict) -> dict[str, tuple[float, dict]]:
+    """Figures the run itself shows, each with the case it came from; only those not in `values`.
+
+    Rates are the best the run achieved (an empirical ceiling); fixed costs are what a pool or
+    GPU costs at the smallest size beyond the serial NumPy time for the same problem.
+    """
+    ok = _ok(data)
+    out: dict[str, tuple[float, dict]] = {}
+    serial = {(tuple(sorted(c["params"].items())), c["n"]): c for c in ok
+              if c["backend"] == "serial" and c["impl"] == "numpy"}
+
+    def get(name):
+        return values.get(name, out.get(name, (None,))[0])
+
+    def one(pred):
+        return [c for c in ok if pred(c)]
+
+    for impl, name in IMPL_RATE.items():
+        found = _best(one(lambda c: c["backend"] == "serial" and c["impl"] == impl),
+                      lambda c: c["work"]["flops"] / _phase(c, phases.COMPUTE) / 1e9)
+        if found:
+            out[name] = found
+
+    for backend, (name, _phase_name) in DISPATCH.items():
+        pool = one(lambda c: c["backend"] == backend and c["workers"] == 1 and c["impl"] == "numpy")
+        pool = [c for c in pool if _option(c, "transfer") in (None, "shm")]
+        if not pool:
+            continue
+        smallest = min(c["n"] for c in pool)
+        costs = []
+        for c in pool:
+            base = serial.get((tuple(sorted(c["params"].items())), c["n"]))
+            if c["n"] == smallest and base is not None and _wall(c) > _wall(base):
+                costs.append((_wall(c) - _wall(base), c))
+        if costs:
+            out[name] = min(costs, key=lambda t: t[0])
+
+    # Memory bandwidth: the most bytes per second serial NumPy moved (a lower bound on the
+    # machine's, and the one that matters for this kernel).
+    found = _best(list(serial.values()), lambda c: (c["work"]["bytes_in"] + c["work"]["bytes_out"])
+                  / _phase(c, phases.COMPUTE) / 1e9)
+    if found:
+        out["host_copy_1t_gbps"] = found
+
+    # Pickling: at the largest size, where bytes outweigh the fixed costs.
+    pool = one(lambda c: c["backend"] == "processes" and c["workers"] == 1
+               and _option(c, "transfer") == "pickle")
+    if pool:
+        largest = max(c["n"] for c in pool)
+        dispatch = get("process_dispatch_s") or 0.0
+
+        def pickle_rate(c):
+            moved = _phase(c, phases.TRANSFER_IN) + _phase(c, phases.TRANSFER_OUT)
+            return (c["work"]["bytes_in"] + c["work"]["bytes_out"]) / max(
+                moved - dispatch, moved / 2) / 1e9
+        found = _best([c for c in pool if c["n"] == largest], pickle_rate)
+        if found:
+            out["pickle_gbps"] = found
+
+    gpu = [c for c in ok if _is_gpu(data, c)]
+    if gpu:
+        smallest = min(c["n"] for c in gpu)
+        small = [c for c in gpu if c["n"] == smallest]
+        lat = min(((_phase(c, phases.TRANSFER_IN, True), c) for c in small), key=lambda t: t[0])
+        out["copy_latency_s"] = lat
+        for backend, name in LAUNCH.items():
+            mine = [c for c in small if c["backend"] == backend]
+            if mine:
+                out[name] = min(((_phase(c, phases.COMPUTE, True), c) for c in mine),
+                                key=lambda t: t[0])
+        latency = get("copy_latency_s") or 0.0
+        for memory, (h2d, d2h) in GPU_LINK.items():
+            mine = [c for c in gpu if gpu_memory(c) == memory and not streamed(c)]
+            for name, phase_name, nbytes in ((h2d, phases.TRANSFER_IN, "bytes_in"),
+                                             (d2h, phases.TRANSFER_OUT, "bytes_out")):
+                found = _best(mine, lambda c: c["work"][nbytes] / max(
+                    _phase(c, phase_name, True) - latency, 1e-9) / 1e9)
+                if found:
+                    out[name] = found
+        out_d2d = _best(gpu, lambda c: (c["work"]["bytes_in"] + c["work"]["bytes_out"])
+                        / _phase(c, phases.COMPUTE, True) / 1e9)
+        out_fma = _best(gpu, lambda c: c["work"]["flops"] / _phase(c, phases.COMPUTE, True) / 1e9)
+        if out_d2d:
+            out["d2d_gbps"] = out_d2d
+        if out_fma:
+            out["fma_gflops"] = out_fma
+    return {k: v for k, v in out.items() if k not in values}
+
+
+def _anchor_text(case: dict) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(case["params"].items()))
+    return f"this run: {case['label']} x{case['workers']} at n={case['n']} ({params})"
+
+
+def resolve(data: dict, stored: dict | None = None, derive: bool = True) -> Ceilings:
+    """Ceilings for the machine of `data`: stored figures first (a ceilings file's dict, as
+    `gpukit.ceilings.load` returns it, or `data['ceilings']`), then figures derived from the run,
+    and the lacking ones that some case needs, with the reason."""
+    stored = stored if stored is not None else data.get("ceilings")
+    values, sources, lacking = {}, {}, {}
+    stored_missing = {}
+    if stored:
+        for name, value in (stored.get("figures") or {}).items():
+            if isinstance(value, (int, float)) and value > 0:
+                values[name] = float(value)
+                sources[name] = LIMITS_SOURCE
+        stored_missing = dict(stored.get("missing") or {})
+    anchors = set()
+    if derive:
+        for name, (value, case) in _derive(data, values).items():
+            values[name] = float(value)
+            sources[name] = _anchor_text(case)
+            anchors.add(case_key(case))
+    wanted = {name for c in _ok(data) for name in needed(data, c)}
+    if any(c["impl"] in MEMORY_SENSITIVE and not _is_gpu(data, c) for c in _ok(data)):
+        wanted |= {"host_copy_1t_gbps", "host_copy_all_gbps"}
+    for name in sorted(wanted - set(values)):
+        why = stored_missing.get(name) or (stored_missing.get("gpu") if name in GPU_FIGURES
+                                           else None)
+        lacking[name] = why or ("not measured for this machine (run `gpukit limits`)" if not stored
+                                else "not in the stored ceilings")
+    fixed = {}
+    if derive:
+        fixed = _derive_fixed(data, values)
+        anchors |= {key for _s, _src, key in fixed.values()}
+    return Ceilings(values, sources, lacking, frozenset(anchors),
+                    {k: (s, src) for k, (s, src, _key) in fixed.items()})
+
+
+def _derive_fixed(data: dict, values: dict) -> dict:
+    """Per (params, impl): serial time at the smallest size beyond the rate model's figure."""
+    out = {}
+    ceil = Ceilings(values, {}, {})
+    groups: dict[tuple, dict] = {}
+    for c in _ok(data):
+        if c["backend"] == "serial":
+            key = (tuple(sorted(c["params"].items())), c["impl"])
+            if key not in groups or c["n"] < groups[key]["n"]:
+                groups[key] = c
+    for key, c in groups.items():
+        if ceil.get(IMPL_RATE.get(c["impl"], IMPL_RATE["numpy"])) is None:
+            continue
+        extra = _wall(c) - _host_compute(c, ceil, 1, [])
+        if extra > 0:
+            out[key] = (extra, _anchor_text(c), case_key(c))
+    return out
+
+
+# -- predictions ---------------------------------------------------------------------------------
+
+
+def _host_compute(case, ceil: Ceilings, parallel: int, notes: list) -> float:
+    """The kernel's own time on `parallel` cores, without the implementation's fixed cost."""
+    work = case["work"]
+    rate = ceil.get(IMPL_RATE.get(case["impl"], IMPL_RATE["numpy"]))
+    t = work["flops"] / (rate * 1e9 * parallel)
+    if case["impl"] in MEMORY_SENSITIVE:
+        one = ceil.get("host_copy_1t_gbps")
+        all_cores = ceil.get("host_copy_all_gbps")
+        if one is None:
+            notes.append("no memory bandwidth figure: memory term left out")
+        else:
+            bw = one * parallel
+            if all_cores is not None:
+                bw = min(bw, all_cores)
+            elif parallel > 1:
+                notes.append("no all-core copy figure: assumed bandwidth scales with workers")
+            t = max(t, (work["bytes_in"] + work["bytes_out"]) / (bw * 1e9))
+    return t
+
+
+def _predict_host(data, case, ceil: Ceilings) -> Prediction:
+    notes: list[str] = []
+    workers = case["workers"]
+    parallel = min(workers, cores(data))
+    if case["impl"] in GIL_HOLDING and case["backend"] == "threads":
+        parallel = 1
+        notes.append("holds the GIL: no parallel gain on threads")
+    if workers > cores(data):
+        notes.append(f"{workers} workers on {cores(data)} cores: oversubscribed")
+    # Every chunk pays the implementation's fixed cost; chunks run side by side.
+    compute = _host_compute(case, ceil, parallel, notes) + ceil.fixed_s(case)
+    ph = {phases.TRANSFER_IN: 0.0, phases.COMPUTE: compute, phases.TRANSFER_OUT: 0.0}
+    if case["backend"] in DISPATCH:
+        name, where = DISPATCH[case["backend"]]
+        ph[where] += workers * ceil.get(name)
+    work = case["work"]
+    transfer = _option(case, "transfer")
+    if transfer == "pickle":
+        pk = ceil.get("pickle_gbps") * 1e9
+        ph[phases.TRANSFER_IN] += work["bytes_in"] / pk
+        ph[phases.TRANSFER_OUT] += work["bytes_out"] / pk
+    elif transfer == "shm":
+        cp = ceil.get("host_copy_1t_gbps") * 1e9
+        ph[phases.TRANSFER_IN] += 2 * work["bytes_in"] / cp
+        ph[phases.TRANSFER_OUT] += 2 * work["bytes_out"] / cp
+    return Prediction(ph, sum(ph.values()), needed(data, case), tuple(notes))
+
+
+def _predict_gpu(data, case, ceil: Ceilings) -> Prediction:
+    work = case["work"]
+    h2d, d2h = (ceil.get(n) * 1e9 for n in GPU_LINK[gpu_memory(case)])
+    latency = ceil.get("copy_latency_s")
+    launch = ceil.get(LAUNCH.get(case["backend"], "launch_cupy_s"))
+    kernel = max((work["bytes_in"] + work["bytes_out"]) / (ceil.get("d2d_gbps") * 1e9),
+                 work["flops"] / (ceil.get("fma_gflops") * 1e9))
+    ph = {phases.TRANSFER_IN: latency + work["bytes_in"] / h2d,
+          phases.COMPUTE: launch + kernel,
+          phases.TRANSFER_OUT: latency + work["bytes_out"] / d2h}
+    notes = []
+    # The host waits once at the end: what a synchronized launch costs beyond a queued one.
+    sync_name = LAUNCH.get(case["backend"], "launch_cupy_s").replace("_s", "_sync_s")
+    sync = ceil.get(sync_name)
+    if sync is not None and sync > launch:
+        ph[phases.TRANSFER_OUT] += sync - launch
+    if streamed(case):
+        # Overlapped copies and kernels: the slowest stage bounds the whole.
+        wall = max(ph.values()) + latency + launch
+        notes.append("streamed: the slowest stage bounds the run")
+    else:
+        wall = sum(ph.values())
+    return Prediction(ph, wall, needed(data, case), tuple(notes))
+
+
+def predict(data: dict, case: dict, ceil: Ceilings) -> Verdict:
+    needs = needed(data, case)
+    missing = tuple(n for n in needs if ceil.get(n) is None)
+    key = case_key(case)
+    anchor = key in ceil.anchors
+    if missing or (case["backend"] not in ("serial", *DISPATCH) and not _is_gpu(data, case)):
+        return Verdict(key, None, _wall(case), missing or ("a rule for " + case["backend"],), anchor)
+    rule = _predict_gpu if _is_gpu(data, case) else _predict_host
+    return Verdict(key, rule(data, case, ceil), _wall(case), (), anchor)
+
+
+def predict_all(data: dict, ceil: Ceilings) -> dict[tuple, Verdict]:
+    return {case_key(c): predict(data, c, ceil) for c in _ok(data)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Accuracy:
+    predicted: int
+    scored: int        # predicted and not an anchor
+    within: int
+    far: int
+    anchors: int
+    unpredicted: int
+    worst: Verdict | None
+
+
+def accuracy(verdicts: dict[tuple, Verdict]) -> Accuracy:
+    predicted = [v for v in verdicts.values() if v.prediction is not None]
+    scored = [v for v in predicted if not v.anchor]
+    worst = max(scored, key=lambda v: abs(math.log(v.ratio)), default=None)
+    return Accuracy(len(predicted), len(scored), sum(v.within for v in scored),
+                    sum(v.far for v in scored), len(predicted) - len(scored),
+                    len(verdicts) - len(predicted), worst)
+
+
+def gap_phase(case: dict, verdict: Verdict, device: bool = False) -> tuple[str, float, float] | None:
+    """The phase holding most of the gap between measured and predicted: (phase, meas, pred)."""
+    if verdict.prediction is None:
+        return None
+    best = None
+    for name, pred in verdict.prediction.phases_s.items():
+        meas = _phase(case, name, device)
+        if best is None or abs(meas - pred) > abs(best[1] - best[2]):
+            best = (name, meas, pred)
+    return best

@@ -1,0 +1,262 @@
+"""Analysis and model: pure functions of results dicts, checked on hand-made cases, on a real CPU
+run (tests/data/cpu-small.json) and on synthetic GPU cases (tests/synthetic.py, test data)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+import synthetic
+from gpukit import analysis, format, model, phases
+from gpukit.analysis import Crossover, crossover
+
+IN, COMPUTE, OUT = phases.TRANSFER_IN, phases.COMPUTE, phases.TRANSFER_OUT
+
+
+def results_with(cases, cores=2, backends=None) -> dict:
+    """A minimal results dict around hand-made cases."""
+    names = backends or {"serial": False, "threads": False, "processes": False, "cupy": True}
+    return {"format": "gpukit-results", "version": 1,
+            "machine": {"cores": cores, "cpu": "test", "python": "3", "gil_enabled": True,
+                        "numpy": "2", "hostname": "test"},
+            "sweep": {"kernel": "polyval", "param_sets": [{"k": 2}], "sizes": [],
+                      "workers": [1, 2]},
+            "backends": {n: {"gpu": gpu, "parallel": n in ("threads", "processes"),
+                             "available": True} for n, gpu in names.items()},
+            "sessions": [], "cases": cases}
+
+
+# -- crossovers ----------------------------------------------------------------------------------
+
+
+def test_crossover_interpolates_on_log_n_between_the_bracketing_sizes():
+    # b loses 2x at 2^10 and wins 2x at 2^12: log(b/a) crosses zero half way, at 2^11.
+    x = crossover({2**10: 1.0, 2**12: 1.0}, {2**10: 2.0, 2**12: 0.5})
+    assert x.status == "interpolated" and (x.below, x.above) == (2**10, 2**12)
+    assert x.n == pytest.approx(2**11)
+    assert "interpolated" in x.text() and "2^10" in x.text() and "2^12" in x.text()
+
+
+def test_crossover_weights_by_the_size_of_the_gap():
+    # 4x behind, then 2x ahead: log ratio 2 -> -1 crosses two thirds of the way on log n.
+    x = crossover({2**10: 1.0, 2**16: 1.0}, {2**10: 4.0, 2**16: 0.5})
+    assert math.log2(x.n) == pytest.approx(10 + 6 * 2 / 3)
+
+
+def test_crossover_takes_the_last_change_and_the_edge_cases():
+    a = {1: 1.0, 2: 1.0, 4: 1.0, 8: 1.0}
+    # wins at 1, loses at 2 and 4, wins from 8: the crossover is between 4 and 8
+    x = crossover(a, {1: 0.5, 2: 2.0, 4: 2.0, 8: 0.5})
+    assert (x.below, x.above) == (4, 8)
+    assert crossover(a, {n: 0.5 for n in a}) == Crossover("from_start", 1.0, None, 1)
+    assert crossover(a, {1: 0.5, 2: 0.5, 4: 0.5, 8: 2.0}).status == "never"
+    assert crossover(a, {16: 1.0}).status == "no_data"
+
+
+def test_fmt_n_est_says_an_interpolated_size_plainly():
+    assert analysis.fmt_n_est(2**17) == "2^17"
+    assert analysis.fmt_n_est(2**17.3).startswith("2^17.3 (about 161k")
+
+
+# -- dominant phase and limit --------------------------------------------------------------------
+
+
+def classify(case, others=(), ceilings=None, backends=None):
+    data = results_with([case, *others], backends=backends)
+    ceil = model.Ceilings(ceilings or {}, {k: model.LIMITS_SOURCE for k in ceilings or {}}, {})
+    return analysis.limit(data, case, ceil)
+
+
+def test_pickle_transfer_bound_with_percent_of_ceiling():
+    case = synthetic.make_case("processes/numpy/pickle", 2**20, {IN: 6e-3, COMPUTE: 1e-3, OUT: 3e-3},
+                               workers=2)
+    lim = classify(case, ceilings={"pickle_gbps": 1.0, "process_dispatch_s": 1e-4})
+    assert (lim.kind, lim.dominant) == ("transfer", IN)
+    gbps = (4 * 2**20 + 12 + 4 * 2**20) / 9e-3 / 1e9
+    assert lim.percent == pytest.approx(100 * gbps)
+    assert "pickling" in lim.text and "shared memory" in lim.text
+
+
+def test_gil_bound_threads_need_a_one_thread_reference():
+    two = synthetic.make_case("threads/python", 2**16, {COMPUTE: 0.10}, workers=2)
+    one = synthetic.make_case("threads/python", 2**16, {COMPUTE: 0.11}, workers=1)
+    lim = classify(two, [one])
+    assert lim.kind == "GIL" and "1.10x" in lim.text
+
+
+def test_dispatch_bound_when_pool_overhead_dominates():
+    case = synthetic.make_case("threads/numpy", 2**10, {COMPUTE: 60e-6}, workers=2)
+    lim = classify(case, ceilings={"thread_dispatch_s": 25e-6, "host_numpy_1t_gflops": 10.0})
+    assert lim.kind == "dispatch"
+
+
+def test_memory_vs_compute_bound_by_intensity_against_the_ridge():
+    ceilings = {"host_numpy_1t_gflops": 10.0, "host_copy_1t_gbps": 20.0}   # ridge 0.5 FLOP/byte
+    low = synthetic.make_case("serial/numpy", 2**20, {COMPUTE: 1e-3}, params={"k": 1})
+    high = synthetic.make_case("serial/numpy", 2**20, {COMPUTE: 1e-2}, params={"k": 64})
+    assert classify(low, ceilings=ceilings).kind == "memory"
+    lim = classify(high, ceilings=ceilings)
+    assert lim.kind == "compute"
+    assert lim.percent == pytest.approx(100 * (2 * 64 * 2**20 / 1e-2 / 1e9) / 10.0)
+
+
+def test_without_ceilings_the_limit_says_which_it_lacks():
+    lim = classify(synthetic.make_case("serial/numpy", 2**20, {COMPUTE: 1e-3}))
+    assert lim.percent is None and "gpukit limits" in lim.text
+
+
+def test_gpu_launch_and_transfer_bound():
+    small = synthetic.make_case("cupy/cuda/pinned", 2**10, synthetic.gpu_phases(2**10, 2, "pinned"),
+                                device=True)
+    large = synthetic.make_case("cupy/cuda/pageable", 2**24,
+                                synthetic.gpu_phases(2**24, 2, "pageable"), device=True)
+    assert classify(small, ceilings=synthetic.H100).kind == "launch"
+    lim = classify(large, ceilings=synthetic.H100)
+    assert lim.kind == "transfer" and "pinned host memory" in lim.text
+    assert 90 < lim.percent < 110
+
+
+# -- the model -----------------------------------------------------------------------------------
+
+FIGS = {"host_numpy_1t_gflops": 10.0, "host_python_1t_gflops": 0.05, "host_copy_1t_gbps": 20.0,
+        "host_copy_all_gbps": 30.0, "thread_dispatch_s": 20e-6, "process_dispatch_s": 200e-6,
+        "pickle_gbps": 0.5}
+
+
+def predict(case, figures=FIGS, cores=2):
+    data = results_with([case], cores=cores)
+    ceil = model.Ceilings(dict(figures), {k: model.LIMITS_SOURCE for k in figures}, {})
+    return model.predict(data, case, ceil)
+
+
+def test_model_serial_takes_the_larger_of_memory_and_flops():
+    n = 2**20
+    low = predict(synthetic.make_case("serial/numpy", n, {COMPUTE: 1e-3}, params={"k": 1}))
+    assert low.prediction.wall_s == pytest.approx((8 * n + 8) / 20e9)       # memory
+    high = predict(synthetic.make_case("serial/numpy", n, {COMPUTE: 1e-2}, params={"k": 64}))
+    assert high.prediction.wall_s == pytest.approx(2 * 64 * n / 10e9)        # FLOPs
+    assert high.ratio == pytest.approx(1e-2 / (2 * 64 * n / 10e9))
+
+
+def test_model_threads_scale_numpy_but_not_the_gil():
+    n = 2**20
+    numpy = predict(synthetic.make_case("threads/numpy", n, {COMPUTE: 1e-2}, params={"k": 64},
+                                        workers=4))
+    # 4 workers on 2 cores: twice the rate, four dispatches
+    assert numpy.prediction.phases_s[COMPUTE] == pytest.approx(2 * 64 * n / 20e9 + 4 * 20e-6)
+    assert any("oversubscribed" in note for note in numpy.prediction.notes)
+    python = predict(synthetic.make_case("threads/python", n, {COMPUTE: 1.0}, workers=2))
+    assert python.prediction.wall_s == pytest.approx(4 * n / 0.05e9 + 2 * 20e-6)
+
+
+def test_model_processes_pickle_and_shared_memory_transfers():
+    n = 2**20
+    pickle = predict(synthetic.make_case("processes/numpy/pickle", n, {COMPUTE: 1e-3}, workers=2))
+    p = pickle.prediction.phases_s
+    assert p[IN] == pytest.approx(2 * 200e-6 + (4 * n + 12) / 0.5e9)
+    assert p[OUT] == pytest.approx(4 * n / 0.5e9)
+    shm = predict(synthetic.make_case("processes/numpy/shm", n, {COMPUTE: 1e-3}, workers=2))
+    assert shm.prediction.phases_s[OUT] == pytest.approx(2 * 4 * n / 20e9)   # read + write
+
+
+def test_model_gpu_link_launch_and_kernel():
+    n = 2**24
+    v = predict(synthetic.make_case("cupy/cuda/pinned", n, synthetic.gpu_phases(n, 2, "pinned"),
+                                    device=True), synthetic.H100)
+    ph = v.prediction.phases_s
+    assert ph[IN] == pytest.approx(9e-6 + (4 * n + 12) / 54.9e9)
+    assert ph[COMPUTE] == pytest.approx(4.2e-6 + (8 * n + 12) / 2900e9)
+    assert ph[OUT] == pytest.approx(9e-6 + 4 * n / 55.1e9 + (10e-6 - 4.2e-6))
+    assert v.within
+
+
+def test_model_names_the_figures_it_lacks():
+    v = predict(synthetic.make_case("processes/numpy/pickle", 2**20, {COMPUTE: 1e-3}),
+                {"host_numpy_1t_gflops": 10.0})
+    assert v.prediction is None and set(v.needs) == {"process_dispatch_s", "pickle_gbps"}
+
+
+def test_resolve_prefers_stored_figures_derives_the_rest_and_lists_what_it_lacks():
+    data = synthetic.load_cpu()
+    stored = {"figures": {"host_numpy_1t_gflops": 12.0}, "missing": {}}
+    ceil = model.resolve(data, stored)
+    assert ceil.sources["host_numpy_1t_gflops"] == model.LIMITS_SOURCE
+    assert ceil.sources["pickle_gbps"].startswith("this run: processes/numpy/pickle x1")
+    assert "host_copy_all_gbps" in ceil.lacking
+    assert not any(name in ceil.lacking for name in synthetic.H100)   # no GPU case, no GPU need
+    bare = model.resolve(data, None, derive=False)
+    assert bare.values == {} and "pickle_gbps" in bare.lacking
+
+
+def test_findings_on_a_real_cpu_run_have_numbers():
+    data = synthetic.load_cpu()
+    an = analysis.analyze(data, {"figures": {}, "missing": {}})
+    topics = [f.topic for f in an.findings]
+    assert topics.count("fastest") == 2 and topics[-1] == "model"
+    assert {"threads", "processes", "scaling"} <= set(topics)
+    lines = format.finding_lines(data, an)
+    assert lines[0].startswith("1. [k=2] fastest:")
+    model_numbers = an.findings[-1].numbers
+    assert model_numbers["scored"] + model_numbers["anchors"] == model_numbers["predicted"]
+    assert model_numbers["lacking"] == ["host_copy_all_gbps"]
+
+
+# -- synthetic GPU data ----------------------------------------------------------------------------
+
+
+def test_gpu_findings_on_synthetic_h100_cases():
+    data = synthetic.with_gpu()
+    an = analysis.analyze(data, synthetic.h100_ceilings())
+    gpu = {tuple(sorted(f.numbers)): f for f in an.findings if f.topic == "gpu"}
+    assert len(gpu) >= 1
+    k2, k64 = [f for f in an.findings if f.topic == "gpu"]
+    # k=2: the GPU loses end to end at 2^14 and wins at 2^18 (interpolated between them); its
+    # kernel alone beats the CPU from the smallest size.
+    e2e = k2.numbers["end_to_end"]
+    assert e2e["status"] == "interpolated" and (e2e["below"], e2e["above"]) == (2**14, 2**18)
+    assert 2**14 < k2.numbers["end_to_end_crossover_n"] < 2**18
+    assert k2.numbers["compute"]["status"] == "from_start"
+    assert "interpolated on log n" in k2.text
+    # k=64: 128 FLOPs per point, the GPU wins everywhere
+    assert k64.numbers["end_to_end"]["status"] == "from_start"
+    # every synthetic GPU case is predicted from the H100 figures, within 25%
+    gpu_verdicts = [v for k, v in an.verdicts.items() if k[1].startswith("cupy/")]
+    assert len(gpu_verdicts) == 12 and all(v.prediction is not None for v in gpu_verdicts)
+    assert all(v.within for v in gpu_verdicts if v.key[3] >= 2**14)
+    lim = an.limits[((("k", 2),), "cupy/cuda/pageable", 1, 2**18)]
+    assert lim.kind == "transfer" and lim.dominant == IN
+    fastest = [f for f in an.findings if f.topic == "fastest"][0]
+    assert fastest.numbers["winners"][-1]["label"] == "cupy/cuda/pinned"
+
+
+def test_roofline_and_case_rows_take_gpu_cases():
+    data = synthetic.with_gpu()
+    an = analysis.analyze(data, synthetic.h100_ceilings())
+    rows = [r for r in format.case_rows(data, an) if r["backend"] == "cupy"]
+    assert rows and all(r["limit"] for r in rows)
+    assert all(r["measured_over_predicted"] != "" for r in rows)
+
+
+# -- noise tests for diff --------------------------------------------------------------------------
+
+
+def test_mann_whitney_exact_and_approximate():
+    # Complete separation of 5 and 5 runs: exact two-sided p = 2 / C(10, 5).
+    assert analysis.mann_whitney_p([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]) == pytest.approx(2 / 252)
+    assert analysis.mann_whitney_p([1, 2, 3], [1.5, 2.5, 3.5]) > 0.5
+    rng = random.Random(3)
+    a = [rng.gauss(1.0, 0.05) for _ in range(60)]
+    assert analysis.mann_whitney_p(a, [v * 1.2 for v in a]) < 1e-6
+
+
+def test_mann_whitney_agrees_with_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(7)
+    for n1, n2, exact in ((6, 9, True), (25, 30, False)):
+        a = [rng.gauss(0, 1) for _ in range(n1)]
+        b = [rng.gauss(0.7, 1) for _ in range(n2)]
+        ref = stats.mannwhitneyu(a, b, alternative="two-sided",
+                                 method="exact" if exact else "asymptotic").pvalue
+        assert analysis.mann_whitney_p(a, b) == pytest.approx(ref, rel=1e-9)
