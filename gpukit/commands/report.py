@@ -1,0 +1,110 @@
+"""`gpukit report RESULTS.json`: a saved run's table, findings and plots again, without measuring.
+
+`--html` writes one self-contained page (figures embedded), `--plots DIR` the figures as PNG and
+SVG, `--csv` the case table. The model holds each case against the ceilings saved in the results
+file, else those `gpukit limits` stored for that machine, else `--ceilings FILE`'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gpukit.commands import EXIT_OK, console
+from gpukit.errors import UsageError
+
+REQUIRED_KEYS = ("machine", "sweep", "backends", "sessions", "cases")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="render a saved run again: table, findings, plots, HTML, CSV")
+    p.add_argument("results", metavar="RESULTS.json", help="a results file written by compare")
+    p.add_argument("--html", metavar="OUT.html", help="write one self-contained HTML page")
+    p.add_argument("--plots", metavar="DIR", help="write the figures as PNG and SVG into DIR")
+    p.add_argument("--csv", metavar="OUT.csv", help="write the case table as CSV")
+    p.add_argument("--ceilings", metavar="CEILINGS.json",
+                   help="machine ceilings to hold the cases against (default: those saved with "
+                        "the results, else the ones `gpukit limits` stored for that machine)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print only the findings, not the case table")
+    p.set_defaults(func=run)
+
+
+def load_results(path: str) -> dict:
+    """A results file, checked enough that a report of it cannot fail half way."""
+    from gpukit import results
+    data = results.load(path)
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing or not isinstance(data.get("cases"), list):
+        raise UsageError(f"{path} is not a complete gpukit results file "
+                         f"(missing {', '.join(missing) or 'a list of cases'})")
+    return data
+
+
+def stored_ceilings(data: dict, path: str | None) -> dict | None:
+    from gpukit import ceilings
+    if path:
+        found = ceilings.load(path=Path(path))
+        if found is None:
+            raise UsageError(f"{path} is not a gpukit ceilings file")
+        return found
+    return data.get("ceilings") or ceilings.load(data["machine"])
+
+
+def write_text(path: str, text: str, what: str) -> Path:
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write the {what} to {path}: {exc.strerror or exc}") from None
+    return target
+
+
+def print_report(out, data: dict, an, table: bool = True) -> None:
+    from gpukit import format
+    if table:
+        for t in format.case_tables(data, an):
+            out.print(t)
+        out.print()
+    for line in format.machine_lines(data) + format.backend_lines(data):
+        out.print(line, markup=False)
+    lines = format.finding_lines(data, an)
+    if lines:
+        out.print()
+        out.print("[bold]Findings[/]")
+        for line in lines:
+            out.print(line, markup=False)
+
+
+def run(args) -> int:
+    from gpukit import analysis, format, page, plots
+    data = load_results(args.results)
+    an = analysis.analyze(data, stored_ceilings(data, args.ceilings))
+    out = console()
+    print_report(out, data, an, table=not args.quiet)
+    if not args.quiet:
+        out.print()
+        out.print("[bold]Ceilings[/]")
+        for line in format.ceiling_lines(data, an):
+            out.print(f"- {line}", markup=False)
+        flags = format.flag_lines(data, an)
+        if flags:
+            out.print()
+            out.print(f"[bold]Far from the model[/] ({len(flags)} cases)")
+            for line in flags:
+                out.print(f"- {line}", markup=False)
+    written = []
+    if args.csv:
+        written.append(write_text(args.csv, format.csv_text(data, an), "CSV"))
+    figs = plots.figures(data, an) if (args.plots or args.html) else None
+    if args.plots:
+        try:
+            written.extend(plots.write_all(data, args.plots, an, figs=figs))
+        except OSError as exc:
+            raise UsageError(f"cannot write plots to {args.plots}: {exc.strerror or exc}") from None
+    if args.html:
+        written.append(write_text(args.html, page.html_page(data, an, figures=figs), "HTML page"))
+    if written:
+        out.print()
+        out.print("wrote " + ", ".join(str(p) for p in written), markup=False)
+    return EXIT_OK

@@ -1,0 +1,150 @@
+"""`gpukit report` and `gpukit diff` on saved results, run in a subprocess as a user runs them."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+
+import pytest
+
+import synthetic
+from gpukit import format, phases
+from gpukit.timing import describe
+
+
+@pytest.fixture
+def cli(gpukit_cli, tmp_path):
+    """The CLI with a private ceilings cache, so figures `gpukit limits` stored on this machine
+    do not leak into what the tests see."""
+    def run(*args, **kw):
+        return gpukit_cli(*args, env={"GPUKIT_CACHE_DIR": str(tmp_path / "cache")}, **kw)
+    return run
+
+
+@pytest.fixture(scope="module")
+def gpu_results(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gpu") / "gpu-synthetic.json"
+    path.write_text(json.dumps(synthetic.with_gpu()))
+    return path
+
+
+def slower_copy(data: dict, factor: float, labels: set[str]) -> dict:
+    """The same run with every repetition of the named variants `factor` times slower."""
+    data = copy.deepcopy(data)
+    for case in data["cases"]:
+        if case["status"] != "ok" or case["label"] not in labels:
+            continue
+        for run in case["runs"]:
+            run["wall_s"] *= factor
+            run["phases_s"] = {k: v * factor for k, v in run["phases_s"].items()}
+        case["summary"]["wall_s"] = describe([r["wall_s"] for r in case["runs"]])
+        for p in phases.RUN_PHASES:
+            case["summary"]["phases_s"][p] = describe([r["phases_s"][p] for r in case["runs"]])
+    return data
+
+
+def test_report_prints_table_findings_and_writes_csv_html_plots(cli, tmp_path):
+    out_csv, out_html, plots = tmp_path / "cases.csv", tmp_path / "r.html", tmp_path / "plots"
+    r = cli("report", str(synthetic.CPU_RESULTS), "--csv", str(out_csv), "--html", str(out_html),
+            "--plots", str(plots))
+    assert r.returncode == 0, r.stderr
+    assert "Findings" in r.stdout and "\n1. [k=2] fastest:" in r.stdout
+    assert "model:" in r.stdout and "Ceilings" in r.stdout
+    assert "lacking" in r.stdout          # the CPU run has no all-core copy figure
+    for name in ("timing", "phases", "speedup", "roofline"):
+        for ext in ("png", "svg"):
+            assert (plots / f"{name}.{ext}").stat().st_size > 5000
+    page = out_html.read_text()
+    assert page.count('src="data:image/png;base64,') == 4
+    assert "<h2>Findings</h2>" in page and "AMD" in page or "cpu" in page
+
+    rows = list(csv.DictReader(out_csv.open()))
+    assert tuple(rows[0]) == format.CSV_COLUMNS
+    data = json.loads(synthetic.CPU_RESULTS.read_text())
+    assert len(rows) == len(data["cases"])
+    ok = [row for row in rows if row["status"] == "ok"]
+    for row in ok:
+        assert float(row["wall_s"]) > 0 and int(row["reps"]) >= 1
+        assert row["dominant_phase"] in phases.RUN_PHASES and row["limit"]
+    skipped = [row for row in rows if row["status"] == "skipped"]
+    assert all(row["reason"] and row["wall_s"] == "" for row in skipped)
+
+
+def test_report_of_synthetic_gpu_results_with_given_ceilings(cli, tmp_path, gpu_results):
+    ceilings = tmp_path / "h100.json"
+    ceilings.write_text(json.dumps(synthetic.h100_ceilings()))
+    r = cli("report", str(gpu_results), "--ceilings", str(ceilings), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "GPU vs best CPU: end to end the GPU wins from n=2^" in r.stdout
+    assert "(limits)" not in r.stdout     # --quiet: findings only
+    assert "from `gpukit limits`" in r.stdout
+
+
+def test_compare_writes_csv_too(cli, tmp_path):
+    out = tmp_path / "c.csv"
+    r = cli("compare", "--backends", "serial", "--impls", "numpy", "--sizes", "1024,4096",
+            "--budget-s", "0.01", "--no-progress", "-o", str(tmp_path / "r.json"), "--csv", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 4 and {row["variant"] for row in rows} == {"serial/numpy"}
+    assert "1. " in r.stdout and "model:" in r.stdout
+
+
+def test_diff_of_a_run_with_itself_finds_no_change(cli):
+    path = str(synthetic.CPU_RESULTS)
+    r = cli("diff", path, path, "--fail-slower", "10%")
+    assert r.returncode == 0, r.stderr
+    assert "0 faster, 0 slower beyond the noise" in r.stdout
+
+
+def test_diff_fail_slower_exit_codes_on_a_doctored_slower_copy(cli, tmp_path):
+    data = json.loads(synthetic.CPU_RESULTS.read_text())
+    slow = tmp_path / "slower.json"
+    slow.write_text(json.dumps(slower_copy(data, 1.5, {"serial/numpy"})))
+    a = str(synthetic.CPU_RESULTS)
+
+    r = cli("diff", a, str(slow))
+    assert r.returncode == 0, r.stderr                      # no threshold: report only
+    assert "serial/numpy" in r.stdout and "slower" in r.stdout and "+50.0%" in r.stdout
+    assert "Mann-Whitney" in r.stdout
+
+    r = cli("diff", a, str(slow), "--fail-slower", "10%")
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: ") and "slower by more than 10%" in r.stderr
+
+    assert cli("diff", a, str(slow), "--fail-slower", "60%").returncode == 0
+    # the other way round, B is faster: never a failure
+    r = cli("diff", str(slow), a, "--fail-slower", "10")
+    assert r.returncode == 0 and "faster" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("report", "missing.json"), "no such results file"),
+    (("report", "pyproject.toml"), "is not JSON"),
+    (("diff", "tests/data/cpu-small.json", "tests/data/cpu-small.json", "--fail-slower", "ten"),
+     "--fail-slower takes a percentage"),
+    (("diff", "tests/data/cpu-small.json", "tests/data/cpu-small.json", "--fail-slower=-5%"),
+     "must be a percentage >= 0"),
+    (("report", "tests/data/cpu-small.json", "--ceilings", "pyproject.toml"),
+     "is not a gpukit ceilings file"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(cli, args, message):
+    r = cli(*args)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and message in r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def test_not_a_results_file_and_no_common_cases(cli, tmp_path):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"format": "something-else"}))
+    r = cli("report", str(other))
+    assert r.returncode == 2 and "not a gpukit results file" in r.stderr
+    data = json.loads(synthetic.CPU_RESULTS.read_text())
+    for case in data["cases"]:
+        case["n"] *= 3
+    shifted = tmp_path / "shifted.json"
+    shifted.write_text(json.dumps(data))
+    r = cli("diff", str(synthetic.CPU_RESULTS), str(shifted))
+    assert r.returncode == 2 and "no case in common" in r.stderr
