@@ -45,6 +45,7 @@ FIGURES = {
     "launch_cupy_s": "empty kernel through CuPy, queued",
     "launch_cupy_sync_s": "empty kernel through CuPy, with synchronize",
     "launch_pycuda_s": "empty kernel through PyCUDA, plain call",
+    "launch_pycuda_sync_s": "empty kernel through PyCUDA, plain call with synchronize",
     "launch_pycuda_prepared_s": "empty kernel through PyCUDA, prepared call",
     "fma_gflops": "float32 FMA rate of the GPU",
 }

@@ -74,7 +74,8 @@ def gpu_steps(session, plan) -> list[Step]:
         Step("device-to-device copy", ("d2d_gbps",), lambda: session.measure_d2d()),
         Step("CuPy launch", ("launch_cupy_s", "launch_cupy_sync_s"),
              lambda: session.measure_launch_cupy()),
-        Step("PyCUDA launch", ("launch_pycuda_s", "launch_pycuda_prepared_s"),
+        Step("PyCUDA launch", ("launch_pycuda_s", "launch_pycuda_sync_s",
+                               "launch_pycuda_prepared_s"),
              lambda: gpu.measure_launch_pycuda(plan)),
         Step("float32 FMA rate", ("fma_gflops",), lambda: session.measure_fma()),
     ]

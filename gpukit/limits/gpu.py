@@ -36,7 +36,8 @@ FMA_CHAINS = 8
 # Figure names this module fills: where the GPU cannot be opened, each gets the reason.
 FIGURES = ("h2d_pinned_gbps", "d2h_pinned_gbps", "h2d_pageable_gbps", "d2h_pageable_gbps",
            "copy_latency_s", "bidir_pinned_gbps", "bidir_speedup", "d2d_gbps", "launch_cupy_s",
-           "launch_cupy_sync_s", "launch_pycuda_s", "launch_pycuda_prepared_s", "fma_gflops")
+           "launch_cupy_sync_s", "launch_pycuda_s", "launch_pycuda_sync_s",
+           "launch_pycuda_prepared_s", "fma_gflops")
 
 
 @dataclass(frozen=True)
@@ -363,7 +364,8 @@ class Session:
 
 def measure_launch_pycuda(plan: GpuPlan) -> tuple[dict, dict]:
     """The same empty kernel through PyCUDA on the primary context (the one CuPy uses): a plain
-    call and a prepared call, `count` launches then one synchronize."""
+    call and a prepared call, `count` launches then one synchronize, and a plain call with a
+    synchronize after each."""
     try:
         import pycuda.driver as drv
         from pycuda.compiler import SourceModule
@@ -388,6 +390,13 @@ def measure_launch_pycuda(plan: GpuPlan) -> tuple[dict, dict]:
                 empty(block=block, grid=grid)
             drv.Context.synchronize()
             plain.append((clock() - t0) / plan.launch_count)
+        synced = []
+        for _ in range(plan.launch_reps):
+            t0 = clock()
+            for _ in range(plan.launch_sync_count):
+                empty(block=block, grid=grid)
+                drv.Context.synchronize()
+            synced.append((clock() - t0) / plan.launch_sync_count)
         empty.prepare("")
         empty.prepared_call(grid, block)
         drv.Context.synchronize()
@@ -401,4 +410,5 @@ def measure_launch_pycuda(plan: GpuPlan) -> tuple[dict, dict]:
     finally:
         ctx.pop()
     return {"launch_pycuda_s": statistics.median(plain),
+            "launch_pycuda_sync_s": statistics.median(synced),
             "launch_pycuda_prepared_s": statistics.median(prepared)}, {}
