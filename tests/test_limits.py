@@ -452,7 +452,7 @@ def test_gpu_transfers_show_latency_small_and_bandwidth_large(session):
         assert c["sizes_bytes"][0] == 4096
         assert 1e-7 < c["event_s"][0] < 1e-4, (name, c["event_s"][0])  # microseconds
         assert 1e-6 < c["host_s"][0] < 1e-3, (name, c["host_s"][0])
-        assert c["gbps"][-1] > 1.0 and c["gbps"][-1] > 10 * c["gbps"][0]
+        assert c["gbps"][-1] > 1.0 and c["gbps"][-1] > 3 * c["gbps"][0]  # latency-bound small
         assert figures[f"{name}_gbps"] == c["gbps"][-1]
     latency, _ = session.measure_latency()
     assert 1e-6 < latency["copy_latency_s"] < 1e-3
