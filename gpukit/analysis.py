@@ -611,8 +611,7 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
         src.append(f"{len(stored)} from `gpukit limits`")
     if derived:
         src.append(f"{len(derived)} derived from this run ({', '.join(derived)})")
-    if lacking:
-        src.append(f"lacking {', '.join(lacking)}")
+    src.append(f"lacking {', '.join(lacking)}" if lacking else "none lacking for these cases")
     numbers = {"predicted": acc.predicted, "scored": acc.scored, "within": acc.within,
                "within_band": model.WITHIN, "far": acc.far, "far_factor": model.FAR,
                "anchors": acc.anchors, "unpredicted": acc.unpredicted,

@@ -21,7 +21,7 @@ td,th{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
 td.l,th.l{text-align:left}tr.skipped td,tr.unavailable td{color:#888}tr.failed td{color:#b00}
 tr.far td{background:#fdf0ff}figure{margin:1em 0}figure img{max-width:100%;height:auto;
 border:1px solid #eee}figcaption{font-size:.85em;color:#555}ol li,ul li{margin:.3em 0}
-.small{font-size:.85em;color:#555}
+.small{font-size:.85em;color:#555}.scroll{overflow-x:auto}
 """
 
 CAPTIONS = {
@@ -81,8 +81,8 @@ def _case_table(data, an, pset) -> str:
                             for _t, k in _COLUMNS)
         body.append(f'<tr class="{cls}">{cells}</tr>')
     title = f"{data['sweep']['kernel']} ({params_text(pset)})"
-    return (f"<h3>{_e(title)}</h3><table><thead><tr>{head}</tr></thead><tbody>"
-            + "".join(body) + "</tbody></table>")
+    return (f"<h3>{_e(title)}</h3><div class=scroll><table><thead><tr>{head}</tr></thead><tbody>"
+            + "".join(body) + "</tbody></table></div>")
 
 
 def _list(lines, ordered=False) -> str:
