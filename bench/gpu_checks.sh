@@ -49,7 +49,7 @@ stage_tests() {
     step pytest-gpu python3 -m pytest -m gpu -v -rs tests/
     step pytest-mpi python3 -m pytest -v -rs tests/test_mpi.py
     step limits python3 -m gpukit limits --refresh --json "$res/limits-$card.json"
-    [ -f bench/limits_gpu_check.py ] && step limits-vs-ceilings python3 bench/limits_gpu_check.py
+    [ -f bench/limits_gpu_check.py ] && step limits-vs-ceilings python3 bench/limits_gpu_check.py --from "$res/limits-$card.json"
     [ -f bench/gpu_bench.py ] && step gpu-bench python3 bench/gpu_bench.py
 }
 
