@@ -608,7 +608,8 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
     lacking = sorted(ceil.lacking)
     src = []
     if stored:
-        src.append(f"{len(stored)} from `gpukit limits`")
+        src.append(f"{len(stored)} from `gpukit limits`"
+                   + (" --quick (rough: re-measure without --quick)" if ceil.rough else ""))
     if derived:
         src.append(f"{len(derived)} derived from this run ({', '.join(derived)})")
     src.append(f"lacking {', '.join(lacking)}" if lacking else "none lacking for these cases")

@@ -174,7 +174,10 @@ def ceiling_lines(data: dict, an: analysis.Analysis | None = None) -> list[str]:
         unit = name.rsplit("_", 1)[-1]
         value = ceil.values[name]
         shown = fmt_s(value) if unit == "s" else f"{value:.3g} {unit.replace('gbps', 'GB/s').replace('gflops', 'GFLOP/s')}"
-        lines.append(f"{name} = {shown} ({ceil.sources[name]})")
+        source = ceil.sources[name]
+        if source == model.LIMITS_SOURCE and ceil.rough:
+            source += " --quick: rough"
+        lines.append(f"{name} = {shown} ({source})")
     for name, why in sorted(ceil.lacking.items()):
         lines.append(f"{name}: lacking: {why}")
     return lines

@@ -69,6 +69,8 @@ class Ceilings:
     # (params key, impl) -> (seconds, source): the implementation's size-independent cost per
     # run (NumPy's per-call overheads, the interpreter's set-up), from serial at the smallest n.
     fixed: dict = dataclasses.field(default_factory=dict)
+    # The stored figures came from `gpukit limits --quick`: a smoke test's rough numbers.
+    rough: bool = False
 
     def fixed_s(self, case: dict) -> float:
         return self.fixed.get((tuple(sorted(case["params"].items())), case["impl"]), (0.0,))[0]
@@ -314,8 +316,9 @@ def resolve(data: dict, stored: dict | None = None, derive: bool = True) -> Ceil
     if derive:
         fixed = _derive_fixed(data, values)
         anchors |= {key for _s, _src, key in fixed.values()}
+    rough = bool(stored and (stored.get("settings") or {}).get("quick"))
     return Ceilings(values, sources, lacking, frozenset(anchors),
-                    {k: (s, src) for k, (s, src, _key) in fixed.items()})
+                    {k: (s, src) for k, (s, src, _key) in fixed.items()}, rough)
 
 
 def _derive_fixed(data: dict, values: dict) -> dict:

@@ -260,3 +260,11 @@ def test_mann_whitney_agrees_with_scipy():
         ref = stats.mannwhitneyu(a, b, alternative="two-sided",
                                  method="exact" if exact else "asymptotic").pvalue
         assert analysis.mann_whitney_p(a, b) == pytest.approx(ref, rel=1e-9)
+
+
+def test_quick_ceilings_are_called_rough():
+    data = synthetic.load_cpu()
+    stored = {"figures": {"host_numpy_1t_gflops": 12.0}, "missing": {}, "settings": {"quick": True}}
+    an = analysis.analyze(data, stored)
+    assert an.ceilings.rough and "--quick (rough" in an.findings[-1].text
+    assert "host_numpy_1t_gflops = 12 GFLOP/s (limits --quick: rough)" in format.ceiling_lines(data, an)
