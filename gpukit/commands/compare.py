@@ -32,9 +32,13 @@ def add_parser(sub) -> None:
                         "than this (default: 0.5)")
     p.add_argument("--start-method", choices=("forkserver", "spawn", "fork"),
                    help="how worker processes start (default: forkserver where available)")
+    p.add_argument("--mpi-hostfile", metavar="FILE",
+                   help="host file for the mpi backend's mpiexec, to spread its ranks over "
+                        "machines (default: every rank on this machine)")
     p.add_argument("--seed", type=int, default=0, help="seed for inputs and case order")
     p.add_argument("--quick", action="store_true", help="a few small sizes, for a smoke test")
     p.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help=f"results JSON ({DEFAULT_OUTPUT})")
+    p.add_argument("--csv", metavar="PATH", help="also write the case table as CSV")
     p.add_argument("--require-gpu", action="store_true",
                    help="exit with status 3 if no GPU backend can run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -42,7 +46,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from gpukit import backends, format, kernels, machine, runner
+    from gpukit import analysis, backends, ceilings, format, kernels, machine, runner
+    from gpukit.commands.report import print_report, write_text
     from gpukit.results import Results
     from gpukit.timing import Budget
 
@@ -62,7 +67,8 @@ def run(args) -> int:
     if args.min_reps < 1 or args.max_reps < args.min_reps:
         raise UsageError("repetitions need 1 <= --min-reps <= --max-reps")
     budget = Budget(budget_s=args.budget_s, min_reps=args.min_reps, max_reps=args.max_reps)
-    settings = {"start_method": args.start_method, "pinned": True}
+    settings = {"start_method": args.start_method, "pinned": True,
+                "mpi_hostfile": args.mpi_hostfile}
     sweep = runner.Sweep(kernel, param_sets, sizes, workers, names, impls, budget,
                          args.run_limit_s, args.seed, settings)
     runner.check_fits(sweep)
@@ -95,19 +101,17 @@ def run(args) -> int:
     finally:
         results.finish(complete=not interrupted, wall_s=time.perf_counter() - t0,
                        note="interrupted" if interrupted else None)
+        # The machine's ceilings travel with the results, so a report elsewhere holds the
+        # cases against the same figures.
+        stored = ceilings.load(results.data["machine"])
+        if stored:
+            results.data["ceilings"] = stored
         path = results.save(args.output)
     data = results.data
-    for table in format.case_tables(data):
-        out.print(table)
-    out.print()
-    for line in format.machine_lines(data) + format.backend_lines(data):
-        out.print(line, markup=False)
-    lines = format.finding_lines(data)
-    if lines:
-        out.print()
-        out.print("[bold]Findings[/]")
-        for line in lines:
-            out.print(f"- {line}", markup=False)
+    an = analysis.analyze(data)
+    print_report(out, data, an)
+    if args.csv:
+        write_text(args.csv, format.csv_text(data, an), "CSV")
     counts = format.status_counts(data)
     out.print()
     out.print(f"{len(data['cases'])} cases: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
