@@ -23,8 +23,9 @@ from typing import Any
 
 from gpukit import backends, machine
 from gpukit.backends.base import Backend, Variant
-from gpukit.errors import BackendUnavailable, GpukitError, UsageError
+from gpukit.errors import BackendUnavailable, GpukitError, KernelError, UsageError
 from gpukit.kernels.base import Kernel
+from gpukit.kernels.user import output_problem
 from gpukit.results import Results
 from gpukit.timing import Budget, repeat, summarize
 
@@ -91,7 +92,9 @@ def probe_backends(names, kernel: Kernel) -> dict[str, dict]:
             entry["facts"] = cls.check_available()
             entry["variants"] = [v.label for v in cls.variants(kernel)]
             if not entry["variants"]:
-                raise BackendUnavailable(f"kernel {kernel.name} has no implementation it can run")
+                has = ", ".join(kernel.describe()["implementations"]) or "none"
+                raise BackendUnavailable(f"kernel {kernel.name} has no implementation this "
+                                         f"backend runs (it has: {has})")
             entry["available"] = True
         except BackendUnavailable as exc:
             entry.update(available=False, reason=str(exc))
@@ -180,13 +183,17 @@ class Runner:
             record.update(status=status, reason=f"session did not start: {session}")
             return record
         record["session"] = self._session_ids[(case.variant, case.workers)]
+        # Reasons name the kernel and the implementation: with a user's kernel, which of their
+        # functions failed is the first thing they need to know.
+        where = (f"kernel {self.sweep.kernel.name}, {case.variant.impl} implementation on "
+                 f"{case.variant.label} x{case.workers}")
         try:
-            self._measure(case, session, record)
-        except UsageError as exc:
-            record.update(status=FAILED, reason=str(exc))
+            self._measure(case, session, record, where)
+        except (UsageError, KernelError) as exc:
+            record.update(status=FAILED, reason=f"{where}: {exc}")
             self._cut[case.series] = f"a smaller size failed: {exc}"
         except Exception as exc:  # a backend or kernel failure ends this case, not the sweep
-            record.update(status=FAILED, reason=f"{type(exc).__name__}: {exc}")
+            record.update(status=FAILED, reason=f"{where}: {type(exc).__name__}: {exc}")
             self._cut[case.series] = "a smaller size failed"
         finally:
             try:
@@ -195,18 +202,26 @@ class Runner:
                 pass
         return record
 
-    def _measure(self, case: Case, session: Backend, record: dict) -> None:
+    def _measure(self, case: Case, session: Backend, record: dict, where: str = "") -> None:
         kernel, params = self.sweep.kernel, case.params_dict
-        inputs, ref = self._problem(case)
+        try:
+            inputs, ref = self._problem(case)
+        except Exception as exc:
+            raise KernelError(f"make_inputs or reference raised {type(exc).__name__}: {exc}") \
+                from exc
         record["prepare"] = session.prepare(kernel, params, inputs).to_json()
         # Warm-up runs are not counted; the first one's output is checked before any timing.
         for i in range(max(1, self.sweep.budget.warmup)):
             out, first = session.run()
             if i == 0:
+                problem = output_problem(out, kernel.output_dtypes(params), case.n)
+                if problem:
+                    raise KernelError(f"wrong output: {problem}")
                 check = kernel.check(out, ref, inputs, params)
                 record["check"] = check.to_json()
                 if not check.ok:
-                    record.update(status=FAILED, reason=f"output disagrees with the reference: "
+                    record.update(status=FAILED, reason=f"{where}: output disagrees with the "
+                                  f"reference: "
                                   f"error {check.error:.3g} > tolerance {check.tolerance:.3g}"
                                   + (f" ({check.detail})" if check.detail else ""))
                     self._cut[case.series] = "a smaller size gave a wrong result"
@@ -223,7 +238,11 @@ class Runner:
         if last is None:
             return None
         n0, wall0 = last
-        predicted = wall0 * case.n / n0
+        # Scaled by the work model, not by n: nbody's work grows as n^2.
+        params = case.params_dict
+        work0 = self.sweep.kernel.work(n0, params).flops
+        growth = self.sweep.kernel.work(case.n, params).flops / work0 if work0 > 0 else 0.0
+        predicted = wall0 * max(growth, case.n / n0)
         if predicted > self.sweep.run_limit_s:
             self._cut[case.series] = (f"skipped: predicted {predicted:.3g} s per run from "
                                       f"n={n0} > limit {self.sweep.run_limit_s:g} s")
