@@ -18,6 +18,7 @@ from gpukit.commands import EXIT_INTERRUPTED, EXIT_USAGE
 COMMANDS = (
     "gpukit.commands.compare",
     "gpukit.commands.backends",
+    "gpukit.commands.kernels",
     "gpukit.commands.report",
     "gpukit.commands.diff",
     "gpukit.commands.limits",

@@ -1,0 +1,74 @@
+"""`gpukit kernels`: each kernel with its parameters, defaults and implementations."""
+
+from __future__ import annotations
+
+import json
+
+from gpukit.commands import EXIT_FAILED, EXIT_OK
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("kernels", help="list kernels, their parameters and implementations")
+    p.add_argument("--kernel", action="append", metavar="SPEC",
+                   help="show this kernel only: a name, path/to/file.py:Name or module:Name "
+                        "(repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def describe(kernel) -> dict:
+    """What `gpukit kernels` shows of one kernel: its describe() plus default sets and source."""
+    data = kernel.describe()
+    data["default_param_sets"] = [dict(p) for p in kernel.default_param_sets]
+    data["outputs"] = list(kernel.outputs)
+    data["cuda_file"] = kernel.cuda_file
+    return data
+
+
+def kernel_lines(data: dict) -> list[str]:
+    lines = [f"{data['name']}: {data['summary']}" if data.get("summary") else data["name"]]
+    if data.get("error"):
+        return lines + [f"  cannot load: {data['error']}"]
+    impls = ", ".join(data["implementations"]) or "none"
+    if data.get("cuda_file"):
+        impls = impls.replace("cuda", f"cuda ({data['cuda_file']})")
+    lines.append(f"  implementations: {impls}")
+    if data["params"]:
+        for p in data["params"]:
+            upper = p["maximum"] if p["maximum"] is not None else ""
+            lines.append(f"  --param {p['name']}=N  default {p['default']} "
+                         f"(range {p['minimum']}..{upper}): {p['help']}")
+        sets = "; ".join(",".join(f"{k}={v}" for k, v in s.items()) or "defaults"
+                         for s in data["default_param_sets"])
+        lines.append(f"  default sets: {sets}")
+    else:
+        lines.append("  parameters: none")
+    lines.append(f"  outputs: {', '.join(data['outputs'])}")
+    lines.append(f"  --kernel {data['spec']}")
+    return lines
+
+
+def run(args) -> int:
+    from gpukit import kernels
+    from gpukit.errors import UsageError
+    from gpukit.kernels.user import entry_points
+
+    entries, failed = [], False
+    if args.kernel:
+        # The user named these: a bad one is an error (exit 2), as in compare.
+        entries = [describe(kernels.load(spec)) for spec in args.kernel]
+    else:
+        for name in (*kernels.NAMES, *sorted(set(entry_points()) - set(kernels.NAMES))):
+            try:
+                entries.append(describe(kernels.load(name)))
+            except UsageError as exc:  # a broken installed package must not hide the others
+                entries.append({"name": name, "error": str(exc)})
+                failed = True
+    if args.json:
+        print(json.dumps(entries, indent=1))
+    else:
+        for i, data in enumerate(entries):
+            if i:
+                print()
+            print("\n".join(kernel_lines(data)))
+    return EXIT_FAILED if failed else EXIT_OK
