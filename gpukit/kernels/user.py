@@ -93,7 +93,7 @@ class SimpleKernel(Kernel):
     def __init__(self):
         if self.cuda_code is not None and self.cuda_file is None:
             # The GPU backends offer a variant when cuda_file is set and read cuda_source().
-            self.cuda_file = f"<{self.name or type(self).__name__}: cuda_code>"
+            self.cuda_file = f"<inline: {type(self).__name__}.cuda_code>"
 
     # -- what the user writes ------------------------------------------------------------------
 
