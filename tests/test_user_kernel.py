@@ -1,0 +1,261 @@
+"""A user's own kernel: the README's example run as the README says, broken kernels that fail
+only their own cases with the kernel and implementation named, and specs that cannot work."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpukit import backends, kernels, runner
+from gpukit.errors import UsageError
+from gpukit.kernels.user import SimpleKernel
+from gpukit.results import Results
+from gpukit.timing import Budget
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "my_kernel.py"
+FAST = ("--budget-s", "0.01", "--min-reps", "1", "--max-reps", "3", "--no-progress")
+
+
+def readme_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    return text[text.index("## Kernels, and your own kernel"):]
+
+
+def test_readme_shows_the_example_file_as_it_is():
+    block = re.search(r"```python\n(.*?)```", readme_section(), re.DOTALL).group(1)
+    assert block == EXAMPLE.read_text()
+
+
+def test_readme_example_runs_through_the_cli(gpukit_cli, tmp_path):
+    line = next(ln for ln in readme_section().splitlines()
+                if ln.startswith("python -m gpukit compare --kernel examples/"))
+    args = shlex.split(line)[3:]  # after `python -m gpukit`
+    output = tmp_path / "saxpy.json"
+    result = gpukit_cli(*args, *FAST, "-o", str(output))
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(output.read_text())
+    assert data["sweep"]["kernel"] == "saxpy"
+    assert data["sweep"]["kernel_spec"] == f"{EXAMPLE}:Saxpy"  # absolute: workers reload it
+    labels = {(c["label"], c["workers"]) for c in data["cases"]}
+    assert {("serial/python", 1), ("serial/numpy", 1), ("threads/python", 2),
+            ("processes/numpy/shm", 2), ("processes/python/pickle", 1)} <= labels
+    assert all(c["status"] == "ok" for c in data["cases"]), data["cases"]
+    assert all(c["check"]["error"] <= 2.0 ** -20 for c in data["cases"])
+    assert all(c["work"]["flops"] == 2 * 1024 and c["work"]["bytes_in"] == 8 * 1024 + 4
+               for c in data["cases"])
+
+
+def test_kernels_command_lists_builtins_and_a_user_kernel(gpukit_cli):
+    result = gpukit_cli("kernels")
+    assert result.returncode == 0, result.stderr
+    for name in ("polyval", "blackscholes", "mandelbrot", "nbody"):
+        assert re.search(rf"^{name}: ", result.stdout, re.MULTILINE)
+    assert "--param max_iter=N  default 256" in result.stdout
+    result = gpukit_cli("kernels", "--kernel", "examples/my_kernel.py:Saxpy", "--json")
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads(result.stdout)
+    assert entry["name"] == "saxpy" and entry["implementations"] == ["numpy", "python", "cuda"]
+
+
+# -- broken kernels --------------------------------------------------------------------------------
+
+BROKEN = '''
+import numpy as np
+from gpukit.kernels.user import SimpleKernel
+
+
+class Base(SimpleKernel):
+    outputs = ("z",)
+
+    def split_inputs(self, n, params, rng):
+        return {"x": rng.standard_normal(n, dtype=np.float32)}
+
+    def reference(self, inputs, params):
+        return {"z": 2.0 * inputs.split["x"].astype(np.float64)}
+
+    def python(self, split, whole, out, params):
+        out["z"][:] = [2.0 * v for v in split["x"].tolist()]
+
+    def numpy(self, split, whole, out, params):
+        np.multiply(split["x"], np.float32(2), out=out["z"])
+
+
+class Raises(Base):
+    name = "raises"
+
+    def python(self, split, whole, out, params):
+        raise RuntimeError("boom in the user's loop")
+
+
+class WrongShape(Base):
+    name = "wrongshape"
+
+    def numpy(self, split, whole, out, params):
+        out["z"] = np.zeros(3)  # a new array, not the rows it was given
+
+
+class WrongAnswer(Base):
+    name = "wronganswer"
+
+    def numpy(self, split, whole, out, params):
+        np.multiply(split["x"], np.float32(3), out=out["z"])
+
+
+class PythonOnly(Base):
+    name = "pythononly"
+    numpy = None
+
+
+NOT_A_KERNEL = 42
+'''
+
+
+@pytest.fixture(scope="module")
+def broken_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("user") / "broken_kernels.py"
+    path.write_text(BROKEN)
+    return path
+
+
+@pytest.mark.parametrize("cls,impl,words", [
+    ("Raises", "python", "RuntimeError: boom in the user's loop"),
+    ("WrongShape", "numpy", "wrong output: output 'z' is float64 with shape (3,)"),
+    ("WrongAnswer", "numpy", "output disagrees with the reference"),
+])
+def test_a_broken_implementation_fails_its_cases_by_name_and_the_rest_run(
+        gpukit_cli, broken_file, tmp_path, cls, impl, words):
+    output = tmp_path / "broken.json"
+    result = gpukit_cli("compare", "--kernel", f"{broken_file}:{cls}", "--backends",
+                        "serial,processes", "--sizes", "1001", "--workers", "2", *FAST,
+                        "-o", str(output))
+    assert result.returncode == 1, result.stdout + result.stderr
+    cases = json.loads(output.read_text())["cases"]
+    name = cls.lower()
+    for case in cases:
+        if case["impl"] == impl:
+            assert case["status"] == "failed", case
+            assert case["reason"].startswith(f"kernel {name}, {impl} implementation on "), case
+            if case["backend"] == "serial" or cls != "WrongShape":
+                assert words in case["reason"], case
+        else:
+            assert case["status"] == "ok", case
+
+
+def test_missing_implementations_are_skipped_with_the_reason(broken_file):
+    kernel = kernels.load(f"{broken_file}:PythonOnly")
+    assert kernel.host_impls().keys() == {"python"}
+    status = runner.probe_backends(("serial", "threads", "cupy", "pycuda", "mpi"), kernel)
+    assert status["serial"]["variants"] == ["serial/python"]
+    for gpu in ("cupy", "pycuda"):
+        assert not status[gpu]["available"] and status[gpu]["reason"]
+    # A pure-Python kernel still gets the threads vs processes answer.
+    sweep = runner.Sweep(kernel, ({},), (1001,), (1, 2), ("threads", "processes"),
+                         budget=Budget(budget_s=0.0, min_reps=1, max_reps=1))
+    results = runner.Runner(sweep, Results({}, sweep.to_json())).run()
+    assert {c["label"] for c in results.cases} == {"threads/python", "processes/python/pickle",
+                                                   "processes/python/shm"}
+    assert all(c["status"] == "ok" for c in results.cases)
+
+
+def test_a_backend_with_nothing_to_run_names_the_kernel():
+    class CudaOnly(SimpleKernel):
+        name = "cudaonly"
+        outputs = ("z",)
+        cuda_code = 'extern "C" __global__ void cudaonly(float* z, long long n) {}'
+
+    status = runner.probe_backends(("serial",), CudaOnly())
+    assert status["serial"]["reason"] == ("kernel cudaonly has no implementation this backend "
+                                          "runs (it has: cuda)")
+    assert backends.get("cupy").variants(CudaOnly())  # inline CUDA source counts
+
+
+# -- specs -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("{dir}/nope.py:Saxpy", "does not exist"),
+    ("{file}:Nope", "has no attribute 'Nope' (kernels there: Base, PythonOnly, Raises, "
+                    "WrongAnswer, WrongShape)"),
+    ("{file}:NOT_A_KERNEL", "is a int, not a gpukit Kernel subclass or instance"),
+    ("{dir}/syntax_error.py:K", "importing kernel file"),
+    ("no_such_module_xyz:K", "no module named 'no_such_module_xyz'"),
+    ("no_such_kernel", "unknown kernel 'no_such_kernel' (built in: polyval, blackscholes"),
+    ("{file}:", "expected path/to/file.py:Name or module:Name"),
+])
+def test_a_bad_spec_is_a_one_line_usage_error(broken_file, spec, words):
+    (broken_file.parent / "syntax_error.py").write_text("def broken(:\n")
+    spec = spec.format(dir=broken_file.parent, file=broken_file)
+    with pytest.raises(UsageError) as info:
+        kernels.load(spec)
+    message = str(info.value)
+    assert words in message and "\n" not in message
+
+
+def test_bad_spec_on_the_cli_exits_2_with_one_line(gpukit_cli, broken_file):
+    result = gpukit_cli("compare", "--kernel", f"{broken_file}:NOT_A_KERNEL")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_invalid_definitions_are_refused_at_load_time(tmp_path):
+    path = tmp_path / "invalid.py"
+    path.write_text(textwrap.dedent('''
+        from gpukit.kernels.user import SimpleKernel
+
+        class NoImpl(SimpleKernel):
+            name = "noimpl"
+            outputs = ("z",)
+
+        class NoOutputs(SimpleKernel):
+            name = "nooutputs"
+            def python(self, split, whole, out, params): pass
+
+        class MissingCu(SimpleKernel):
+            name = "missingcu"
+            outputs = ("z",)
+            cuda_file = "missing.cu"
+    '''))
+    for cls, words in (("NoImpl", "has no implementation"), ("NoOutputs", "must name at least"),
+                       ("MissingCu", "does not exist")):
+        with pytest.raises(UsageError, match=words):
+            kernels.load(f"{path}:{cls}")
+
+
+def test_module_spec_is_reloaded_by_worker_processes(gpukit_cli, tmp_path):
+    package = tmp_path / "userpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copy(EXAMPLE, package / "saxpy_kernel.py")
+    output = tmp_path / "module.json"
+    result = gpukit_cli("compare", "--kernel", "userpkg.saxpy_kernel:Saxpy", "--backends",
+                        "processes", "--impls", "numpy", "--sizes", "999", "--workers", "2",
+                        *FAST, "-o", str(output), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(output.read_text())
+    assert data["sweep"]["kernel_spec"] == "userpkg.saxpy_kernel:Saxpy"
+    assert {c["status"] for c in data["cases"]} == {"ok"}
+
+
+def test_entry_point_kernels_load_by_name(tmp_path, monkeypatch):
+    (tmp_path / "ep_saxpy.py").write_text(EXAMPLE.read_text())
+    dist = tmp_path / "ep_saxpy-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-saxpy\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[gpukit.kernels]\nsaxpy_ep = ep_saxpy:Saxpy\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    kernel = kernels.load("saxpy_ep")
+    assert kernel.name == "saxpy" and kernel.spec == "saxpy_ep"
+    inputs = kernel.make_inputs(11, {})
+    out = kernel.alloc_outputs(11, {})
+    kernel.host_impls()["numpy"](inputs.split, inputs.whole, out, {})
+    assert kernel.check(out, kernel.reference(inputs, {}), inputs, {}).ok
+    assert np.all(np.isfinite(out["z"]))
