@@ -190,10 +190,12 @@ def test_a_backend_with_nothing_to_run_names_the_kernel():
     ("no_such_module_xyz:K", "no module named 'no_such_module_xyz'"),
     ("no_such_kernel", "unknown kernel 'no_such_kernel' (built in: polyval, blackscholes"),
     ("{file}:", "expected path/to/file.py:Name or module:Name"),
+    ("{file}", "after a colon, as in {file}:Base (kernels there: Base, PythonOnly"),
 ])
 def test_a_bad_spec_is_a_one_line_usage_error(broken_file, spec, words):
     (broken_file.parent / "syntax_error.py").write_text("def broken(:\n")
     spec = spec.format(dir=broken_file.parent, file=broken_file)
+    words = words.format(file=broken_file)
     with pytest.raises(UsageError) as info:
         kernels.load(spec)
     message = str(info.value)
@@ -259,3 +261,14 @@ def test_entry_point_kernels_load_by_name(tmp_path, monkeypatch):
     kernel.host_impls()["numpy"](inputs.split, inputs.whole, out, {})
     assert kernel.check(out, kernel.reference(inputs, {}), inputs, {}).ok
     assert np.all(np.isfinite(out["z"]))
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
+def test_example_cuda_source_compiles_for_sm90(tmp_path):
+    # The same flags as tests/test_cuda_compile.py uses for the sources under kernels/.
+    source = tmp_path / "saxpy.cu"
+    source.write_text(kernels.load(f"{EXAMPLE}:Saxpy").cuda_source())
+    cmd = [shutil.which("nvcc"), "-arch=sm_90", "-cubin", "-std=c++17", "-Werror",
+           "all-warnings", str(source), "-o", str(tmp_path / "saxpy.cubin")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

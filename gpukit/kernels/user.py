@@ -272,6 +272,12 @@ def load_user(spec: str, builtin: tuple[str, ...]) -> Kernel:
     of an entry point in the gpukit.kernels group. UsageError, in one line, for anything else.
     """
     text = spec.strip()
+    if ":" not in text and _looks_like_path(text):
+        module, path = _import_file(text)
+        found = _kernels_in(module)
+        example = f"{text}:{found[0]}" if found else f"{text}:Name"
+        raise UsageError(f"name the kernel in {path} after a colon, as in {example}"
+                         + (f" (kernels there: {', '.join(found)})" if found else ""))
     if ":" not in text:
         ep = entry_points().get(text)
         if ep is None:
@@ -296,8 +302,7 @@ def load_user(spec: str, builtin: tuple[str, ...]) -> Kernel:
             module = _import_module(target)
             where, canonical = f"module {target}", f"{target}:{attr}"
         if not hasattr(module, attr):
-            found = sorted(k for k, v in vars(module).items() if _is_kernel_like(v)
-                           and getattr(v, "__module__", module.__name__) == module.__name__)
+            found = _kernels_in(module)
             hint = f" (kernels there: {', '.join(found)})" if found else ""
             raise UsageError(f"{where} has no attribute {attr!r}{hint}")
         obj = getattr(module, attr)
@@ -308,6 +313,12 @@ def load_user(spec: str, builtin: tuple[str, ...]) -> Kernel:
     kernel.spec = canonical
     validate(kernel, where)
     return kernel
+
+
+def _kernels_in(module) -> list[str]:
+    """Names of the kernels a module defines (not those it imports)."""
+    return sorted(k for k, v in vars(module).items() if _is_kernel_like(v)
+                  and getattr(v, "__module__", module.__name__) == module.__name__)
 
 
 def _is_kernel_like(value) -> bool:
