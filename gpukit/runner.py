@@ -41,7 +41,7 @@ class Sweep:
     backends: tuple[str, ...]
     impls: tuple[str, ...] | None = None
     budget: Budget = Budget()
-    run_limit_s: float = 0.5
+    run_limit_s: float = 0.25
     seed: int = 0
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 

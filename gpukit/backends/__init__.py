@@ -20,6 +20,10 @@ _PATHS = {
 
 NAMES = tuple(_PATHS)
 
+# What `compare` runs when no --backends is given: one machine's question. The mpi backend is
+# for spreading ranks over machines and is run when named.
+DEFAULTS = ("serial", "threads", "processes", "cupy", "pycuda")
+
 
 def get(name: str) -> type[Backend]:
     try:
@@ -30,4 +34,4 @@ def get(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["Backend", "NAMES", "RunTiming", "Startup", "Variant", "get"]
+__all__ = ["Backend", "DEFAULTS", "NAMES", "RunTiming", "Startup", "Variant", "get"]

@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--kernel", default="polyval", help="kernel to run (default: polyval)")
     p.add_argument("--param", action="append", metavar="NAME=V1,V2",
                    help="kernel parameter values, e.g. k=2,64 (repeat for several parameters)")
-    p.add_argument("--backends", help="comma list (default: all): serial,threads,processes,cupy,pycuda")
+    p.add_argument("--backends", help="comma list (default: serial,threads,processes,cupy,pycuda; "
+                                        "also: mpi)")
     p.add_argument("--impls", help="CPU implementations to run: python,numpy (default: both)")
     p.add_argument("--sizes", help="e.g. 1024,2^20 or 2^10..2^24:4 (default: 2^10..2^24:4)")
     p.add_argument("--workers", help="comma list of worker counts (default: 1,2,4,.. up to the "
@@ -27,9 +28,9 @@ def add_parser(sub) -> None:
                    help="seconds of repetitions per case (default: 0.1)")
     p.add_argument("--min-reps", type=int, default=3, help="at least this many timed runs (3)")
     p.add_argument("--max-reps", type=int, default=100, help="at most this many timed runs (100)")
-    p.add_argument("--run-limit-s", type=float, default=0.5,
+    p.add_argument("--run-limit-s", type=float, default=0.25,
                    help="stop a variant at larger sizes once one run is predicted to take longer "
-                        "than this (default: 0.5)")
+                        "than this (default: 0.25)")
     p.add_argument("--start-method", choices=("forkserver", "spawn", "fork"),
                    help="how worker processes start (default: forkserver where available)")
     p.add_argument("--mpi-hostfile", metavar="FILE",
@@ -59,7 +60,8 @@ def run(args) -> int:
                if args.workers else default_workers())
     if not workers:
         raise UsageError("workers must be positive integers")
-    names = parse_names(args.backends, backends.NAMES, "backend") if args.backends else backends.NAMES
+    names = (parse_names(args.backends, backends.NAMES, "backend") if args.backends
+             else backends.DEFAULTS)
     impls = parse_names(args.impls, ("python", "numpy"), "implementation") if args.impls else None
     for value, what in ((args.budget_s, "--budget-s"), (args.run_limit_s, "--run-limit-s")):
         if not value > 0:
