@@ -49,15 +49,28 @@ def case_tables(data: dict, an: analysis.Analysis | None = None) -> list[Table]:
         pkey = params_key(pset)
         table = Table(title=f"{data['sweep']['kernel']} ({params_text(pset)})", title_justify="left",
                       header_style="bold")
-        for name, justify in (("n", "right"), ("variant", "left"), ("workers", "right"),
-                              ("startup", "right"), ("in", "right"), ("compute", "right"),
-                              ("out", "right"), ("total", "right"), ("spread", "right"),
-                              ("GB/s", "right"), ("GFLOP/s", "right"), ("vs serial", "right"),
-                              ("limit", "left"), ("vs model", "right"), ("note", "left")):
-            table.add_column(name, justify=justify, no_wrap=True)
         cases = sorted((c for c in data["cases"] if params_key(c["params"]) == pkey), key=_sort_key)
+        label_width = max((len(c["label"]) for c in cases), default=7)
+        # Figures never wrap or shrink; the words (limit, note) wrap when the terminal is narrow.
+        for name, justify, width in (("n", "right", 5), ("variant", "left", label_width),
+                                     ("workers", "right", 3), ("startup", "right", None),
+                                     ("in", "right", None), ("compute", "right", None),
+                                     ("out", "right", None), ("total", "right", None),
+                                     ("spread", "right", None), ("GB/s", "right", None),
+                                     ("GFLOP/s", "right", None), ("vs serial", "right", None)):
+            table.add_column(name, justify=justify, no_wrap=True, min_width=width)
+        table.add_column("limit", overflow="fold", min_width=12, ratio=1)
+        table.add_column("vs model", justify="right", no_wrap=True)
+        table.add_column("note", overflow="fold", min_width=10, ratio=1)
+        skipped = {}
         for c in cases:
             head = [fmt_n(c["n"]), c["label"], str(c["workers"])]
+            if c["status"] == "skipped":
+                # One line per series under the table, not a row per size it did not run.
+                series = (c["label"], c["workers"])
+                reason = (c.get("reason") or "").removeprefix("skipped: ")
+                skipped.setdefault(series, (c["n"], reason or "over the run limit"))
+                continue
             if c["status"] != "ok":
                 style = {"failed": "red", "skipped": "dim", "unavailable": "yellow"}.get(c["status"])
                 reason = escape(_status_reason(c))
@@ -83,6 +96,11 @@ def case_tables(data: dict, an: analysis.Analysis | None = None) -> list[Table]:
                           f"{speedup:.2f}x" if speedup is not None else "-",
                           escape(an.limits[key].short) if key in an.limits else "",
                           f"{ratio:.2f}" if ratio is not None else "-", note)
+        if skipped:
+            table.caption = "\n".join(
+                f"{label} x{workers}: not run from n={fmt_n(n)} ({escape(reason)})"
+                for (label, workers), (n, reason) in sorted(skipped.items()))
+            table.caption_justify = "left"
         tables.append(table)
     return tables
 
