@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
     p.add_argument("--backends", help="comma list (default: serial,threads,processes,cupy,pycuda; "
                                         "also: mpi)")
     p.add_argument("--impls", help="CPU implementations to run: python,numpy (default: both)")
-    p.add_argument("--sizes", help="e.g. 1024,2^20 or 2^10..2^24:4 (default: 2^10..2^24:4)")
+    p.add_argument("--sizes", help="e.g. 1024,2^20 or 2^10..2^24:4 (default: the kernel's; "
+                                        "2^10..2^24:4 for polyval)")
     p.add_argument("--workers", help="comma list of worker counts (default: 1,2,4,.. up to the "
                                      "number of cores)")
     p.add_argument("--budget-s", type=float, default=0.1,
@@ -55,7 +56,7 @@ def run(args) -> int:
     kernel = kernels.load(args.kernel)
     param_sets = parse_param_sets(kernel, args.param)
     sizes = parse_sizes(args.sizes) if args.sizes else (
-        (1024, 4096, 16384) if args.quick else parse_sizes("2^10..2^24:4"))
+        kernel.default_sizes[:3] if args.quick else kernel.default_sizes)
     workers = (tuple(sorted({parse_count(w, "workers") for w in args.workers.split(",") if w.strip()}))
                if args.workers else default_workers())
     if not workers:

@@ -107,6 +107,9 @@ class Kernel:
     params: tuple[Param, ...] = ()
     # Defaults for `compare` when the user names none: one memory-bound and one compute-bound set.
     default_param_sets: tuple[dict[str, int], ...] = ({},)
+    # Sizes for `compare` when the user names none: n = 2^10, 2^12, ..., 2^24 suits work that
+    # grows linearly with n; a kernel whose work grows faster sets a smaller range.
+    default_sizes: tuple[int, ...] = tuple(1 << e for e in range(10, 25, 2))
     outputs: tuple[str, ...] = ()
     # File name under the kernels/ source folder, or None for a kernel without a GPU version.
     cuda_file: str | None = None

@@ -147,6 +147,8 @@ class NBody(Kernel):
     # No knob: n itself is the intensity knob here (n FLOPs per byte); both the memory-light
     # small-n end and the compute-bound large-n end are in any sweep over sizes.
     default_param_sets = ({},)
+    # O(n^2) pairs: 2^18 bodies is already 1.4e12 FLOPs a step, seconds on a GPU.
+    default_sizes = tuple(1 << e for e in range(8, 19, 2))
     outputs = OUTPUTS
     cuda_file = "nbody.cu"
     spec = "nbody"
