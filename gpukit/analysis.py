@@ -437,7 +437,8 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
     out: list[Finding] = []
     for pset in data["sweep"]["param_sets"]:
         pkey = params_key(pset)
-        ptxt = params_text(pset)
+        # Each finding opens with its parameter set ("[k=2] "), or nothing for a kernel without one.
+        ptxt = f"[{params_text(pset)}] " if pset else ""
         for rule in (_fastest_findings, _threads_findings, _process_findings, _scaling_findings):
             out.extend(rule(idx, pkey, ptxt, data))
         out.extend(_gpu_findings(data, idx, pkey, ptxt))
@@ -478,7 +479,7 @@ def _fastest_findings(idx, pkey, ptxt, data):
         switches.append({"from": prev_label, "to": label, "workers": w, "measured_n": lo,
                          "n": x.n if x.status == "interpolated" else lo,
                          "interpolated": x.status == "interpolated"})
-    text = (f"[{ptxt}] fastest: " + "; ".join(parts)
+    text = (f"{ptxt}fastest: " + "; ".join(parts)
             + (" (switch points interpolated on log n between measured sizes)" if switches else "")
             + ".")
     return [Finding("fastest", text, {"winners": [{"label": r[0][0], "workers": r[0][1],
@@ -513,14 +514,14 @@ def _threads_findings(idx, pkey, ptxt, data):
                            f"(spread {spread:.0%})")
             else:
                 verdict = "it scales: this Python runs without the GIL"
-            text = (f"[{ptxt}] {label} on {w} threads: {speedup:.2f}x serial/{impl}"
+            text = (f"{ptxt}{label} on {w} threads: {speedup:.2f}x serial/{impl}"
                     + (f", {vs_one:.2f}x one thread" if vs_one is not None else "")
                     + f" at n={fmt_n(n)} ({verdict}).")
         else:
             x = crossover(walls(serial), walls(threads))
             numbers["crossover"] = dataclasses.asdict(x)
             numbers["crossover_n"] = x.n
-            text = (f"[{ptxt}] {label} on {w} threads: {speedup:.2f}x serial/{impl} at "
+            text = (f"{ptxt}{label} on {w} threads: {speedup:.2f}x serial/{impl} at "
                     f"n={fmt_n(n)} (NumPy releases the GIL in each ufunc); threads beat serial "
                     f"{x.text()}.")
         found.append(Finding("threads", text, numbers))
@@ -547,7 +548,7 @@ def _process_findings(idx, pkey, ptxt, data):
                      f"{share:.0%} of it moving data, ahead of serial {x.text()}")
     if not parts:
         return []
-    return [Finding("processes", f"[{ptxt}] processes/numpy " + "; ".join(parts) + ".", numbers)]
+    return [Finding("processes", f"{ptxt}processes/numpy " + "; ".join(parts) + ".", numbers)]
 
 
 def _scaling_findings(idx, pkey, ptxt, data):
@@ -563,7 +564,7 @@ def _scaling_findings(idx, pkey, ptxt, data):
         parts.append(f"{s.label} {s.speedup[-1]:.2f}x on {s.workers[-1]} at n={fmt_n(s.n)}, "
                      f"{sat} (efficiency {eff})")
     note = "" if results[0].workers[0] == 1 else " (speedup taken against the fewest workers)"
-    return [Finding("scaling", f"[{ptxt}] scaling: " + "; ".join(parts) + note + ".",
+    return [Finding("scaling", f"{ptxt}scaling: " + "; ".join(parts) + note + ".",
                     {s.label: dataclasses.asdict(s) for s in results})]
 
 
@@ -588,7 +589,7 @@ def _gpu_findings(data, idx, pkey, ptxt):
     compute = crossover(cpu_compute, gpu_compute)
     n = common[-1]
     g, c = gpu_best[n], cpu_best[n]
-    text = (f"[{ptxt}] GPU vs best CPU: end to end the GPU wins {end_to_end.text()}; on compute "
+    text = (f"{ptxt}GPU vs best CPU: end to end the GPU wins {end_to_end.text()}; on compute "
             f"alone {compute.text()}; at n={fmt_n(n)} {g['label']} takes {fmt_s(wall(g))} "
             f"({transfer_share(g, data):.0%} transfers) vs {c['label']} x{c['workers']} "
             f"{fmt_s(wall(c))} ({wall(c) / wall(g):.3g}x).")
