@@ -1,7 +1,9 @@
 """The results file: versioned JSON holding every case, every repetition and the machine.
 
 Format history (bump FORMAT_VERSION on any change a reader must know about):
-  1: first version: machine, sweep, backends, sessions, cases with runs and summaries.
+  1: first version: machine, sweep, backends, sessions, cases with runs and summaries; an
+     optional `ceilings` (the machine's stored `gpukit limits` figures at the time of the run),
+     added without a bump since readers that ignore it lose nothing.
 """
 
 from __future__ import annotations

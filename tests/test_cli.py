@@ -62,6 +62,7 @@ def test_backends_lists_each_with_reason(gpukit_cli):
     (["compare", "--sizes", "2^45"], "GiB of host memory"),
     (["compare", "--budget-s", "-1"], "--budget-s must be a positive"),
     (["compare", "--min-reps", "5", "--max-reps", "2"], "--min-reps <= --max-reps"),
+    (["compare", "--chunks-per-worker", "0"], "--chunks-per-worker must be a positive"),
     (["compare", "--nope"], "unrecognized arguments"),
 ])
 def test_bad_input_is_one_line_and_exit_2(gpukit_cli, tmp_path, args, message):

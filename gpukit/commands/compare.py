@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--mpi-hostfile", metavar="FILE",
                    help="host file for the mpi backend's mpiexec, to spread its ranks over "
                         "machines (default: every rank on this machine)")
+    p.add_argument("--chunks-per-worker", type=int, default=1, metavar="C",
+                   help="split the problem into C chunks per thread or process (default 1); more "
+                        "chunks balance uneven work such as mandelbrot's")
     p.add_argument("--seed", type=int, default=0, help="seed for inputs and case order")
     p.add_argument("--quick", action="store_true", help="a few small sizes, for a smoke test")
     p.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help=f"results JSON ({DEFAULT_OUTPUT})")
@@ -70,7 +73,10 @@ def run(args) -> int:
     if args.min_reps < 1 or args.max_reps < args.min_reps:
         raise UsageError("repetitions need 1 <= --min-reps <= --max-reps")
     budget = Budget(budget_s=args.budget_s, min_reps=args.min_reps, max_reps=args.max_reps)
+    if args.chunks_per_worker < 1:
+        raise UsageError("--chunks-per-worker must be a positive integer")
     settings = {"start_method": args.start_method, "pinned": True,
+                "chunks_per_worker": args.chunks_per_worker,
                 "mpi_hostfile": args.mpi_hostfile}
     sweep = runner.Sweep(kernel, param_sets, sizes, workers, names, impls, budget,
                          args.run_limit_s, args.seed, settings)
