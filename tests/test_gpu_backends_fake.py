@@ -1,16 +1,24 @@
 """The CuPy and PyCUDA backends' own logic, run against small fakes of the two libraries.
 
-No GPU and neither library is needed: the fakes execute copies and the kernel with NumPy and
-keep a fake device clock (each H2D takes 1 ms, the kernel 2 ms, each D2H 3 ms), so the tests
-check what the backends do with the libraries (order of calls on the stream, one synchronize
-per run, events, context push/pop, the memory check), not the libraries. The real thing is
-tests/test_gpu.py.
+No GPU and neither library is needed. The fakes execute copies and the kernel with NumPy when
+they are enqueued, and keep a fake device clock that models what the streamed variant relies on:
+every stream is a queue, and each kind of work has one engine (an H2D copy engine, a D2H copy
+engine, the SMs), so an operation starts when both its stream and its engine are free. Each H2D
+call takes 1 ms, each kernel 2 ms (0.5 ms with n = 0), each D2H 3 ms, each memset 0.5 ms; an
+event's time is its stream's time when it was recorded, and nothing starts before the device time
+the host last synchronized with. So the tests check what the backends do with the libraries
+(calls on the streams, one synchronize per run, events, offset pointers, context push/pop, the
+memory check) and the phase and overlap arithmetic on a schedule worked out by hand, not the
+libraries. The real thing is tests/test_gpu.py.
 """
 
 from __future__ import annotations
 
+import bisect
 import importlib.machinery
 import itertools
+import math
+import os
 import sys
 import types
 
@@ -18,49 +26,111 @@ import numpy as np
 import pytest
 
 from gpukit import kernels, phases
-from gpukit.backends import pycuda_backend
+from gpukit.backends import cuda_common as cc
+from gpukit.backends import cupy_backend, pycuda_backend
 from gpukit.backends.cupy_backend import CupyBackend
 from gpukit.backends.pycuda_backend import PycudaBackend
 from gpukit.errors import UsageError
 
-H2D_S, KERNEL_S, D2H_S = 1e-3, 2e-3, 3e-3
+H2D_S, KERNEL_S, D2H_S, EMPTY_KERNEL_S, MEMSET_S = 1e-3, 2e-3, 3e-3, 0.5e-3, 0.5e-3
+L2_BYTES = 50 << 20
+
+# Settings that leave out the extra work each run and prepare can do, for the exact logs.
+PLAIN = {"compute_only": False, "compile_cold": False}
+
+
+class FakeStream:
+    """A device queue: the time its last operation ends."""
+
+    def __init__(self, gpu, non_blocking=False):
+        self.gpu = gpu
+        self.ready_s = 0.0
+        self.non_blocking = non_blocking
+        self.ptr = gpu.register_stream(self)
 
 
 class FakeGPU:
-    """The device both fakes drive: a log of what was enqueued, and a clock that it advances."""
+    """The device both fakes drive: memory, a log of what was enqueued, and its clock."""
 
     def __init__(self, free_bytes=1 << 34):
         self.log: list[str] = []
-        self.now_s = 0.0
         self.free_bytes = free_bytes
-        self.memory: dict[int, np.ndarray] = {}  # fake device pointer -> bytes
-        self.next_ptr = itertools.count(1 << 20, 1 << 20)
+        self.bases: list[int] = []  # sorted allocation base addresses
+        self.memory: dict[int, np.ndarray] = {}  # base address -> bytes
+        self.next_ptr = itertools.count(1 << 32, 1 << 32)
+        self.engine_free = {"h2d": 0.0, "d2h": 0.0, "sm": 0.0}
+        self.streams: dict[int, FakeStream] = {}
+        self.pinned: dict[int, np.ndarray] = {}  # host address -> page-locked array
         self.context_depth = 0
+        self.current = None  # CuPy's current stream
+        self.now_s = 0.0  # the device time the host last waited for: nothing starts before it
+
+    # -- memory --
 
     def alloc(self, nbytes):
         ptr = next(self.next_ptr)
-        self.memory[ptr] = np.zeros(nbytes, dtype=np.uint8)
+        self.memory[ptr] = np.zeros(max(1, nbytes), dtype=np.uint8)
+        bisect.insort(self.bases, ptr)
         return ptr
 
-    def h2d(self, ptr, src):
-        self.memory[ptr][:src.nbytes] = np.frombuffer(np.ascontiguousarray(src).tobytes(), np.uint8)
-        self.now_s += H2D_S
-        self.log.append("h2d")
+    def view(self, ptr, nbytes):
+        """Bytes [ptr, ptr + nbytes) of the allocation that holds them (offset pointers work)."""
+        base = self.bases[bisect.bisect_right(self.bases, ptr) - 1]
+        block = self.memory[base]
+        offset = ptr - base
+        assert 0 <= offset and offset + nbytes <= block.size, "device access out of bounds"
+        return block[offset:offset + nbytes]
 
-    def d2h(self, dst, ptr):
-        dst.view(np.uint8).reshape(-1)[:] = self.memory[ptr][:dst.nbytes]
-        self.now_s += D2H_S
-        self.log.append("d2h")
+    def pin(self, arr):
+        self.pinned[arr.ctypes.data] = arr
+        return arr
 
-    def polyval(self, x_ptr, c_ptr, y_ptr, n, k):
-        x = self.memory[x_ptr].view(np.float32)[:n].astype(np.float64)
-        c = self.memory[c_ptr].view(np.float32)[:k + 1].astype(np.float64)
-        y = np.full(n, c[k])
-        for j in range(k - 1, -1, -1):
-            y = y * x + c[j]
-        self.memory[y_ptr].view(np.float32)[:n] = y.astype(np.float32)
-        self.now_s += KERNEL_S
-        self.log.append("kernel")
+    def host_view(self, address, nbytes):
+        """Host bytes at `address`: only page-locked memory may be copied asynchronously."""
+        for base, arr in self.pinned.items():
+            if base <= address and address + nbytes <= base + arr.nbytes:
+                return arr.reshape(-1).view(np.uint8)[address - base:address - base + nbytes]
+        raise AssertionError("an asynchronous copy from or to pageable host memory")
+
+    # -- the clock --
+
+    def register_stream(self, stream):
+        ptr = 0x5000 + len(self.streams)
+        self.streams[ptr] = stream
+        return ptr
+
+    def enqueue(self, stream, engine, seconds, label):
+        assert stream is not None, "work on the legacy default stream"
+        start = max(stream.ready_s, self.engine_free[engine], self.now_s)
+        stream.ready_s = self.engine_free[engine] = start + seconds
+        self.log.append(label)
+
+    def h2d(self, stream, ptr, src_bytes):
+        self.view(ptr, src_bytes.size)[:] = src_bytes
+        self.enqueue(stream, "h2d", H2D_S, "h2d")
+
+    def d2h(self, stream, dst_bytes, ptr):
+        dst_bytes[:] = self.view(ptr, dst_bytes.size)
+        self.enqueue(stream, "d2h", D2H_S, "d2h")
+
+    def memset(self, stream, ptr, nbytes):
+        self.view(ptr, nbytes)[:] = 0
+        self.enqueue(stream, "sm", MEMSET_S, "memset")
+
+    def polyval(self, stream, x_ptr, c_ptr, y_ptr, n, k):
+        if n > 0:
+            x = self.view(x_ptr, 4 * n).view(np.float32).astype(np.float64)
+            c = self.view(c_ptr, 4 * (k + 1)).view(np.float32).astype(np.float64)
+            y = np.full(n, c[k])
+            for j in range(k - 1, -1, -1):
+                y = y * x + c[j]
+            self.view(y_ptr, 4 * n).view(np.float32)[:] = y.astype(np.float32)
+        self.enqueue(stream, "sm", KERNEL_S if n > 0 else EMPTY_KERNEL_S,
+                     "kernel" if n > 0 else "empty")
+
+
+def as_bytes(arr):
+    return np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
 
 
 def _event_class(gpu):
@@ -69,7 +139,8 @@ def _event_class(gpu):
             self.t = None
 
         def record(self, stream=None):
-            self.t = gpu.now_s
+            assert stream is not None, "an event on the legacy default stream"
+            self.t = stream.ready_s = max(stream.ready_s, gpu.now_s)
             gpu.log.append("event")
             return self
 
@@ -86,22 +157,44 @@ def fake_cupy(gpu):
     class CUDARuntimeError(RuntimeError):
         pass
 
+    def memcpy_async(dst, src, size, kind, stream_ptr):
+        stream = gpu.streams[stream_ptr]
+        if kind == 1:
+            gpu.h2d(stream, dst, gpu.host_view(src, size))
+        else:
+            assert kind == 2
+            gpu.d2h(stream, gpu.host_view(dst, size), src)
+
     runtime = types.SimpleNamespace(
         CUDARuntimeError=CUDARuntimeError, getDeviceCount=lambda: 1,
         getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0,
                                        "totalGlobalMem": 1 << 34, "multiProcessorCount": 132,
-                                       "l2CacheSize": 50 << 20},
+                                       "l2CacheSize": L2_BYTES},
         driverGetVersion=lambda: 13000, runtimeGetVersion=lambda: 13020,
-        memGetInfo=lambda: (gpu.free_bytes, 1 << 34))
+        memGetInfo=lambda: (gpu.free_bytes, 1 << 34),
+        cudaDevAttrL2CacheSize=38,
+        deviceGetAttribute=lambda attr, dev: {38: L2_BYTES}[attr],
+        memcpyHostToDevice=1, memcpyDeviceToHost=2, memcpyAsync=memcpy_async,
+        memsetAsync=lambda ptr, value, size, s: gpu.memset(gpu.streams[s], ptr, size))
 
-    class Stream:
+    class Stream(FakeStream):
+        def __init__(self, null=False, non_blocking=False):
+            super().__init__(gpu, non_blocking)
+
         def synchronize(self):
+            gpu.now_s = max(gpu.now_s, self.ready_s)
             gpu.log.append("sync")
 
+        def wait_event(self, event):
+            self.ready_s = max(self.ready_s, event.t)
+            gpu.log.append("wait")
+
         def __enter__(self):
+            self._previous, gpu.current = gpu.current, self
             return self
 
         def __exit__(self, *exc):
+            gpu.current = self._previous
             return False
 
     class Device:
@@ -112,18 +205,24 @@ def fake_cupy(gpu):
             pass
 
     class DeviceArray:
-        def __init__(self, shape, dtype):
+        def __init__(self, shape, dtype, ptr=None):
             self.dtype = np.dtype(dtype)
             self.shape = shape if isinstance(shape, tuple) else (shape,)
-            self.ptr = gpu.alloc(int(np.prod(self.shape)) * self.dtype.itemsize)
+            self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+            self.data = types.SimpleNamespace(ptr=gpu.alloc(self.nbytes) if ptr is None else ptr)
+
+        def __getitem__(self, rows):
+            lo, hi, step = rows.indices(self.shape[0])
+            assert step == 1
+            row = self.nbytes // max(1, self.shape[0])
+            return DeviceArray((hi - lo, *self.shape[1:]), self.dtype, self.data.ptr + lo * row)
 
         def set(self, arr, stream=None):
-            assert stream is not None
-            gpu.h2d(self.ptr, arr)
+            gpu.h2d(stream, self.data.ptr, as_bytes(arr))
 
         def get(self, stream=None, out=None, blocking=True):
-            assert stream is not None and out is not None and not blocking
-            gpu.d2h(out, self.ptr)
+            assert out is not None and not blocking
+            gpu.d2h(stream, as_bytes(out), self.data.ptr)
             return out
 
     class RawKernel:
@@ -132,7 +231,7 @@ def fake_cupy(gpu):
         def __call__(self, grid, block, args):
             x, c, y, n, k = args
             assert isinstance(n, np.int64) and isinstance(k, np.int32)
-            gpu.polyval(x.ptr, c.ptr, y.ptr, int(n), int(k))
+            gpu.polyval(gpu.current, x.data.ptr, c.data.ptr, y.data.ptr, int(n), int(k))
 
     class RawModule:
         def __init__(self, code, options=()):
@@ -153,18 +252,28 @@ def fake_cupy(gpu):
         def free_all_blocks(self):
             gpu.log.append("free_all_blocks")
 
+    def compile_with_cache(source, options, prepend_cupy_headers=True):
+        assert 'extern "C"' in source and not prepend_cupy_headers
+        cold = os.environ.get("CUPY_CACHE_IN_MEMORY") == "1"
+        gpu.log.append("compile_cold" if cold else "compile_warm")
+
     pool, pinned_pool = Pool(), Pool()
     cupy.cuda = types.SimpleNamespace(
         runtime=runtime, Device=Device, Stream=Stream, Event=_event_class(gpu),
         get_elapsed_time=lambda a, b: (b.t - a.t) * 1e3,
         compiler=types.SimpleNamespace(_kernel_cache_backend=None))
     cupy.empty = DeviceArray
+    cupy.uint8 = np.uint8
     cupy.RawModule = RawModule
     cupy.get_default_memory_pool = lambda: pool
     cupy.get_default_pinned_memory_pool = lambda: pinned_pool
+    core_pkg = types.ModuleType("cupy._core")
+    core = types.ModuleType("cupy._core.core")
+    core.compile_with_cache = compile_with_cache
+    core_pkg.core = core
     cupyx = types.ModuleType("cupyx")
-    cupyx.empty_pinned = lambda shape, dtype: np.empty(shape, dtype)
-    return {"cupy": cupy, "cupyx": cupyx}
+    cupyx.empty_pinned = lambda shape, dtype: gpu.pin(np.empty(shape, dtype))
+    return {"cupy": cupy, "cupy._core": core_pkg, "cupy._core.core": core, "cupyx": cupyx}
 
 
 # -- a fake pycuda --------------------------------------------------------------------------
@@ -205,15 +314,24 @@ def fake_pycuda(gpu):
             return 1 << 34
 
         def get_attribute(self, attribute):
-            return {"MULTIPROCESSOR_COUNT": 132, "L2_CACHE_SIZE": 50 << 20}[attribute]
+            return {"MULTIPROCESSOR_COUNT": 132, "L2_CACHE_SIZE": L2_BYTES}[attribute]
 
         def retain_primary_context(self):
             return Context()
 
-    class Stream:
+    class Stream(FakeStream):
+        def __init__(self, flags=0):
+            assert gpu.context_depth > 0
+            super().__init__(gpu, non_blocking=flags == 1)
+
         def synchronize(self):
             assert gpu.context_depth > 0
+            gpu.now_s = max(gpu.now_s, self.ready_s)
             gpu.log.append("sync")
+
+        def wait_for_event(self, event):
+            self.ready_s = max(self.ready_s, event.t)
+            gpu.log.append("wait")
 
     class Alloc:
         def __init__(self, nbytes):
@@ -235,12 +353,15 @@ def fake_pycuda(gpu):
         def prepared_async_call(self, grid, block, stream, *args):
             assert gpu.context_depth > 0
             assert self.arg_format == "PPP" + np.dtype(np.int64).char + np.dtype(np.int32).char
-            gpu.polyval(*args)
+            assert all(type(a) is int for a in args[:3]), "pointers pass as ints"
+            gpu.polyval(stream, *args)
 
     class SourceModule:
-        def __init__(self, source, no_extern_c=False, options=None):
+        def __init__(self, source, no_extern_c=False, options=None, cache_dir=None):
             assert no_extern_c and gpu.context_depth > 0
-            gpu.log.append("compile")
+            gpu.log.append("compile" if cache_dir is None else "compile_cold")
+            if cache_dir is not None:
+                assert os.path.isdir(cache_dir) and not os.listdir(cache_dir)
 
         def get_function(self, name):
             return Function()
@@ -256,16 +377,18 @@ def fake_pycuda(gpu):
                                                   L2_CACHE_SIZE="L2_CACHE_SIZE")
     cuda.mem_alloc = lambda nbytes: Alloc(nbytes)
     cuda.mem_get_info = lambda: (gpu.free_bytes, 1 << 34)
-    cuda.pagelocked_empty = lambda shape, dtype: np.empty(shape, dtype)
-    cuda.memcpy_htod_async = lambda dst, src, stream: gpu.h2d(int(dst), src)
-    cuda.memcpy_dtoh_async = lambda dst, src, stream: gpu.d2h(dst, int(src))
+    cuda.pagelocked_empty = lambda shape, dtype: gpu.pin(np.empty(shape, dtype))
+    cuda.memcpy_htod_async = lambda dst, src, stream: gpu.h2d(stream, int(dst), as_bytes(src))
+    cuda.memcpy_dtoh_async = lambda dst, src, stream: gpu.d2h(stream, as_bytes(dst), int(src))
+    cuda.memset_d32_async = lambda dst, value, count, stream: gpu.memset(stream, int(dst),
+                                                                           4 * count)
     compiler = types.ModuleType("pycuda.compiler")
     compiler.SourceModule = SourceModule
     pycuda.driver, pycuda.compiler = cuda, compiler
     return {"pycuda": pycuda, "pycuda.driver": cuda, "pycuda.compiler": compiler}
 
 
-# -- the tests ------------------------------------------------------------------------------
+# -- fixtures and helpers -------------------------------------------------------------------
 
 
 @pytest.fixture(params=["cupy", "pycuda"])
@@ -275,8 +398,10 @@ def fake(request, monkeypatch):
     for name, module in modules.items():
         module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # what find_spec returns
         monkeypatch.setitem(sys.modules, name, module)
-    # The backends' own cache of retained primary contexts must not outlive the fake.
+    # The backends' own process-wide caches must not outlive the fake.
     monkeypatch.setattr(pycuda_backend, "_PRIMARY", {})
+    monkeypatch.setattr(pycuda_backend, "_COMPILE_FIGURES", {})
+    monkeypatch.setattr(cupy_backend, "_COMPILE_FIGURES", {})
     cls = CupyBackend if request.param == "cupy" else PycudaBackend
     return gpu, cls
 
@@ -287,14 +412,29 @@ def host_clock():
     return lambda: float(next(ticks))
 
 
+def variant_of(cls, memory, streamed=False):
+    kernel = kernels.load("polyval")
+    return next(v for v in cls.variants(kernel)
+                if v.option("memory") == memory and cc.is_streamed(v) == streamed)
+
+
+def check_against_reference(out, inputs, params):
+    kernel = kernels.load("polyval")
+    check = kernel.check(out, kernel.reference(inputs, params), inputs, params)
+    assert check.ok, check
+
+
+# -- the one-stream variants ----------------------------------------------------------------
+
+
 @pytest.mark.parametrize("memory", ["pageable", "pinned"])
 def test_a_run_is_one_stream_of_copies_kernel_copies_then_one_synchronize(fake, memory):
     gpu, cls = fake
     kernel = kernels.load("polyval")
-    variant = next(v for v in cls.variants(kernel) if v.option("memory") == memory)
-    session = cls(variant, 1, clock=host_clock())
+    session = cls(variant_of(cls, memory), 1, PLAIN, clock=host_clock())
     startup = session.open()
     assert set(startup.steps_s) == {"context"}
+    assert startup.facts["l2_bytes"] == L2_BYTES and startup.facts["mode"] == "one stream"
     params = kernel.resolve_params({"k": 5})
     inputs = kernel.make_inputs(1001, params, seed=2)
     prepared = session.prepare(kernel, params, inputs)
@@ -302,12 +442,13 @@ def test_a_run_is_one_stream_of_copies_kernel_copies_then_one_synchronize(fake, 
         {"pin"} if memory == "pinned" else set())
     assert prepared.facts["registers"] == 48 and prepared.facts["local_bytes"] == 0
     assert prepared.facts["compile_cache"] in ("hit", "miss", "unknown", "disabled")
+    assert prepared.facts["empty_launch_s"] == pytest.approx(EMPTY_KERNEL_S)
+    assert prepared.facts["compute_only"].startswith("not measured: turned off")
 
     del gpu.log[:]
     out, timing = session.run()
     assert gpu.log == ["event", "h2d", "h2d", "event", "kernel", "event", "d2h", "event", "sync"]
-    check = kernel.check(out, kernel.reference(inputs, params), inputs, params)
-    assert check.ok, check
+    check_against_reference(out, inputs, params)
 
     expected = dict(zip(phases.RUN_PHASES, (2 * H2D_S, KERNEL_S, D2H_S)))
     assert timing.phases_s == pytest.approx(expected)
@@ -315,6 +456,9 @@ def test_a_run_is_one_stream_of_copies_kernel_copies_then_one_synchronize(fake, 
     # Four host-clock readings, one tick apart: transfer_in, compute, transfer_out, wall.
     assert timing.extra["host_phases_s"] == {p: 1.0 for p in phases.RUN_PHASES}
     assert timing.wall_s == 3.0
+    # 2 ms of kernel against a 0.5 ms empty launch: more than twice, so not launch-bound.
+    assert timing.extra["launch_bound"] is False
+    assert "compute_only_s" not in timing.extra
 
     again = session.prepare(kernel, params, inputs)
     assert "compile" not in again.steps_s and "first_launch" not in again.steps_s
@@ -324,11 +468,80 @@ def test_a_run_is_one_stream_of_copies_kernel_copies_then_one_synchronize(fake, 
     assert gpu.context_depth == 0
 
 
+def test_empty_launch_is_timed_once_per_session_with_n_zero(fake):
+    gpu, cls = fake
+    kernel = kernels.load("polyval")
+    session = cls(variant_of(cls, "pinned"), 1, PLAIN)
+    session.open()
+    params = kernel.resolve_params({"k": 3})
+    session.prepare(kernel, params, kernel.make_inputs(100, params))
+    assert gpu.log.count("empty") == cc.EMPTY_LAUNCH_REPS
+    session.prepare(kernel, params, kernel.make_inputs(200, params))
+    assert gpu.log.count("empty") == cc.EMPTY_LAUNCH_REPS
+    session.close()
+
+
+def test_compute_only_flushes_l2_before_each_timed_launch_and_synchronizes_once(fake):
+    gpu, cls = fake
+    kernel = kernels.load("polyval")
+    session = cls(variant_of(cls, "pinned"), 1, {"compile_cold": False, "compute_only_reps": 4})
+    session.open()
+    params = kernel.resolve_params({"k": 3})
+    inputs = kernel.make_inputs(3000, params, seed=4)
+    prepared = session.prepare(kernel, params, inputs)
+    assert prepared.facts["l2_flush_bytes"] == cc.FLUSH_L2_MULTIPLE * L2_BYTES
+    del gpu.log[:]
+    out, timing = session.run()
+    check_against_reference(out, inputs, params)
+    tail = gpu.log[gpu.log.index("sync") + 1:]
+    assert tail == ["memset", "event", "kernel", "event"] * 4 + ["sync"]
+    assert timing.extra["compute_only_runs_s"] == pytest.approx([KERNEL_S] * 4)
+    assert timing.extra["compute_only_s"] == pytest.approx(KERNEL_S)
+    session.close()
+    assert gpu.context_depth == 0
+
+
+def test_compute_only_is_skipped_for_problems_larger_than_twice_l2(fake, monkeypatch):
+    _gpu, cls = fake
+    monkeypatch.setattr(cc, "COMPUTE_ONLY_MAX_L2", 1e-6)  # 50 bytes: any problem is "large"
+    kernel = kernels.load("polyval")
+    session = cls(variant_of(cls, "pinned"), 1, {"compile_cold": False})
+    session.open()
+    params = kernel.resolve_params({"k": 3})
+    prepared = session.prepare(kernel, params, kernel.make_inputs(100, params))
+    assert "exceed" in prepared.facts["compute_only"]
+    assert "compute_only_s" not in session.run()[1].extra
+    session.close()
+
+
+def test_compile_cold_and_warm_are_measured_once_per_process(fake):
+    gpu, cls = fake
+    kernel = kernels.load("polyval")
+    params = kernel.resolve_params({"k": 3})
+    facts = []
+    for _ in range(2):
+        session = cls(variant_of(cls, "pageable"), 1, {"compute_only": False},
+                      clock=host_clock())
+        session.open()
+        facts.append(session.prepare(kernel, params, kernel.make_inputs(100, params)).facts)
+        session.close()
+    compiles = [e for e in gpu.log if e.startswith("compile")]
+    # Per session its own compile; the cold (no cache) and warm (cache hit) ones only once.
+    assert compiles == ["compile", "compile_cold", "compile_warm" if cls is CupyBackend
+                        else "compile", "compile"]
+    assert facts[0]["compile_cold_s"] == facts[0]["compile_warm_s"] == 1.0
+    assert facts[0]["compile_figures"] == "measured in this session"
+    assert facts[0]["compile_warm_cache"] in ("hit", "unknown")
+    assert facts[1]["compile_figures"] == "from earlier in this process"
+    assert facts[1]["compile_cold_s"] == 1.0
+    assert "CUPY_CACHE_IN_MEMORY" not in os.environ
+
+
 def test_refuses_a_problem_larger_than_free_device_memory(fake):
     gpu, cls = fake
     gpu.free_bytes = 1000
     kernel = kernels.load("polyval")
-    session = cls(cls.variants(kernel)[0], 1)
+    session = cls(cls.variants(kernel)[0], 1, PLAIN)
     session.open()
     params = kernel.resolve_params({"k": 2})
     with pytest.raises(UsageError, match=r"n=1000 needs 7\.8 KiB of GPU memory but only "
@@ -348,6 +561,35 @@ def test_no_variants_for_a_kernel_without_cuda(fake):
     assert cls.variants(HostOnly()) == []
 
 
+def test_variants_are_pageable_pinned_and_pinned_streamed(fake):
+    _gpu, cls = fake
+    labels = [v.label for v in cls.variants(kernels.load("polyval"))]
+    assert labels == [f"{cls.name}/cuda/pageable", f"{cls.name}/cuda/pinned",
+                      f"{cls.name}/cuda/pinned/streamed"]
+
+
+def test_no_streamed_variant_for_a_kernel_whose_whole_inputs_are_its_split_rows(fake):
+    # As in nbody: every row needs every other, so a chunk's launch (n = its rows) would be
+    # wrong. Seen from the inputs, or declared by the kernel.
+    from gpukit.kernels.base import Inputs
+    from gpukit.kernels.polyval import Polyval, points
+
+    class AllPairs(Polyval):
+        name = "all_pairs"
+
+        def make_inputs(self, n, params, seed=0):
+            x = points(n, seed)
+            return Inputs(split={"x": x}, whole={"c": x})
+
+    class Declared(Polyval):
+        cuda_chunkable = False
+
+    _gpu, cls = fake
+    for kernel in (AllPairs(), Declared()):
+        assert [v.option("memory") for v in cls.variants(kernel)] == ["pageable", "pinned"]
+        assert not any(cc.is_streamed(v) for v in cls.variants(kernel))
+
+
 def test_check_available_returns_facts(fake, monkeypatch):
     _gpu, cls = fake
     monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
@@ -355,3 +597,156 @@ def test_check_available_returns_facts(fake, monkeypatch):
     assert facts["compute_capability"] == "9.0"
     assert facts["driver"] == "13.0"
     assert facts["device"]
+
+
+# -- the streamed variant -------------------------------------------------------------------
+
+
+def test_streamed_run_enqueues_chunks_on_streams_and_synchronizes_once(fake):
+    gpu, cls = fake
+    kernel = kernels.load("polyval")
+    settings = {**PLAIN, "streams": 2, "stream_chunks": 3}
+    session = cls(variant_of(cls, "pinned", streamed=True), 1, settings, clock=host_clock())
+    assert session.open().facts["mode"] == "streamed"
+    params = kernel.resolve_params({"k": 5})
+    inputs = kernel.make_inputs(1001, params, seed=3)
+    prepared = session.prepare(kernel, params, inputs)
+    assert prepared.facts["streams"] == 2 and prepared.facts["chunks"] == 3
+    del gpu.log[:]
+    out, timing = session.run()
+    check_against_reference(out, inputs, params)
+
+    chunk = ["event", "h2d", "event", "kernel", "event", "d2h", "event"]
+    assert gpu.log == (["event", "h2d", "event", "wait"] + chunk * 3 + ["wait", "event", "sync"])
+    assert all(s.non_blocking for s in list(gpu.streams.values())[-2:])
+
+    # The schedule, by hand (ms): c [0,1]; chunk 0 on stream 0: x [1,2], kernel [2,4],
+    # y [4,7]; chunk 1 on stream 1 (waited for c until 1): x queued behind chunk 0's until 2,
+    # [2,3], kernel behind chunk 0's [4,6], y behind chunk 0's [7,10]; chunk 2 on stream 0:
+    # x [7,8], kernel [8,10], y [10,13]. End: 13 ms.
+    ms = 1e-3
+    extra = timing.extra
+    assert extra["end_to_end_s"] == pytest.approx(13 * ms)
+    assert extra["busy_s"] == pytest.approx({"h2d": 4 * ms, "kernel": 6 * ms, "d2h": 9 * ms})
+    assert extra["serial_s"] == pytest.approx(19 * ms)
+    assert extra["overlap_hidden_s"] == pytest.approx(6 * ms)
+    assert extra["overlap_hidden_share"] == pytest.approx(6 / 19)
+    assert extra["idle_s"] == pytest.approx(0.0)
+    # Copies cover [0,3] and [4,13]: 12 ms, split 4:9 between the directions; 1 ms uncovered.
+    assert timing.phases_s == pytest.approx({phases.TRANSFER_IN: 12 * ms * 4 / 13,
+                                             phases.COMPUTE: 1 * ms,
+                                             phases.TRANSFER_OUT: 12 * ms * 9 / 13})
+    assert math.isclose(sum(timing.phases_s.values()), extra["end_to_end_s"])
+    assert timing.device_s == timing.phases_s
+    assert extra["chunk_rows"] == [384, 384, 233]  # chunk starts on 64-row (256-byte) bounds
+    assert extra["kernel_s"] == pytest.approx(KERNEL_S)
+    assert extra["launch_bound"] is False
+    # Host clock: the enqueue is one reading apart, the synchronize another.
+    assert timing.wall_s == 2.0 and extra["host_enqueue_s"] == 1.0
+    assert extra["host_wait_s"] == 1.0
+    session.close()
+    assert gpu.context_depth == 0
+
+
+@pytest.mark.parametrize("n, chunks, streams, align", [
+    (1, 4, 4, None), (63, 2, 4, None), (1001, 7, 3, 1), (4099, 5, 4, 3), (3333, 64, 4, 1)])
+def test_streamed_matches_the_reference_at_odd_sizes_and_chunk_counts(fake, n, chunks,
+                                                                      streams, align):
+    gpu, cls = fake
+    kernel = kernels.load("polyval")
+    settings = {**PLAIN, "streams": streams, "stream_chunks": chunks}
+    if align is not None:
+        settings["stream_align_rows"] = align  # unaligned chunk starts: offset pointers
+    session = cls(variant_of(cls, "pinned", streamed=True), 1, settings)
+    session.open()
+    params = kernel.resolve_params({"k": 7})
+    inputs = kernel.make_inputs(n, params, seed=n)
+    session.prepare(kernel, params, inputs)
+    for _ in range(2):  # the second run reuses the streams, events and pinned buffers
+        out, timing = session.run()
+        check_against_reference(out, inputs, params)
+        extra = timing.extra
+        assert sum(extra["chunk_rows"]) == n and extra["chunks"] <= chunks
+        assert extra["overlap_hidden_s"] >= 0 and extra["idle_s"] >= 0
+        assert 0 <= extra["overlap_hidden_share"] < 1
+        assert math.isclose(sum(timing.phases_s.values()), extra["end_to_end_s"],
+                            rel_tol=1e-9, abs_tol=1e-12)
+        assert math.isclose(extra["serial_s"] - extra["overlap_hidden_s"] + extra["idle_s"],
+                            extra["end_to_end_s"], rel_tol=1e-9, abs_tol=1e-12)
+    session.close()
+    assert gpu.context_depth == 0
+
+
+# -- the pure pieces ------------------------------------------------------------------------
+
+
+def test_union_length():
+    assert cc.union_length([]) == 0.0
+    assert cc.union_length([(0, 1), (1, 3), (2, 4), (6, 7)]) == 5.0
+    assert cc.union_length([(5, 6), (0, 10)]) == 10.0
+
+
+def test_aligned_chunk_bounds_cover_the_rows_with_aligned_starts():
+    for n in (1, 63, 64, 65, 1000, 4097, 100_003):
+        for chunks in (1, 2, 3, 7, 64):
+            for align in (1, 4, 64):
+                bounds = cc.aligned_chunk_bounds(n, chunks, align)
+                assert bounds[0][0] == 0 and bounds[-1][1] == n
+                assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+                assert all(lo % align == 0 and hi > lo for lo, hi in bounds)
+                assert len(bounds) <= chunks
+
+
+def test_align_rows_keeps_every_array_on_256_bytes():
+    assert cc.align_rows({"x": 4, "y": 4}) == 64
+    assert cc.align_rows({"x": 8, "y": 4}) == 64
+    assert cc.align_rows({"x": 12}) == 64  # 64 rows of 12 bytes: 768 = 3 * 256
+    assert cc.align_rows({"x": 256}) == 1
+
+
+def test_default_plan_is_chunks_of_8_mib_on_4_streams():
+    kernel = kernels.load("polyval")
+    n = 1 << 26
+    x = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape=(n,), strides=(0,))
+    params = kernel.resolve_params({"k": 2})
+    # Built directly: make_problem would copy the 256 MiB that this strided x only pretends to be.
+    problem = cc.Problem(n, {"x": x, "c": np.ones(3, np.float32)}, {"y": np.dtype(np.float32)},
+                         kernel.cuda_launch(n, params), {}, ("x",))
+    plan = cc.plan_streams(problem, {})
+    assert plan.streams == 4 and plan.chunks == 32  # 256 MiB of x in 8 MiB chunks
+    assert {hi - lo for lo, hi in plan.bounds} == {n // 32}
+    assert cc.plan_streams(problem, {"stream_chunks": 1000}).chunks == 1000
+    assert cc.plan_streams(problem, {"streams": 1}).streams == 1
+    with pytest.raises(UsageError, match="streams must be a positive integer"):
+        cc.plan_streams(problem, {"streams": 0})
+
+
+def test_launch_bound_rule():
+    assert cc.launch_bound(3e-6, None)  # below the floor
+    assert cc.launch_bound(9e-6, 5e-6)  # within 2x of an empty launch
+    assert not cc.launch_bound(11e-6, 5e-6)
+    assert not cc.launch_bound(1e-3, None)
+
+
+def test_streamed_timing_of_one_chunk_is_the_one_stream_timing():
+    plan = cc.StreamPlan(1, ((0, 10),))
+    # begin 0, whole in 1, end 9; chunk: start 1, in 3, kernel 5, out 9 (ms).
+    times = [0, 1e-3, 9e-3, 1e-3, 3e-3, 5e-3, 9e-3]
+    timing = cc.streamed_run_timing(plan, times, wall_s=0.01, host_enqueue_s=0.001)
+    assert timing.phases_s == pytest.approx({phases.TRANSFER_IN: 3e-3, phases.COMPUTE: 2e-3,
+                                             phases.TRANSFER_OUT: 4e-3})
+    assert timing.extra["overlap_hidden_s"] == pytest.approx(0.0)
+    assert timing.extra["idle_s"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="has 7 events"):
+        cc.streamed_run_timing(plan, times[:-1], 0.01, 0.001)
+
+
+def test_streamed_timing_reports_a_wait_for_the_host_as_idle_not_as_negative_overlap():
+    plan = cc.StreamPlan(1, ((0, 10), (10, 20)))
+    # Chunk 1's work starts 4 ms after chunk 0's ended: the device waited for the host.
+    times = [0, 1e-3, 16e-3,
+             1e-3, 2e-3, 3e-3, 5e-3,
+             9e-3, 10e-3, 11e-3, 16e-3]
+    extra = cc.streamed_run_timing(plan, times, 0.02, 0.01).extra
+    assert extra["idle_s"] == pytest.approx(4e-3)
+    assert extra["overlap_hidden_s"] == pytest.approx(0.0)

@@ -9,19 +9,33 @@ releases it but leaves it current on the thread, and were that the last referenc
 would be left holding a destroyed context that CuPy would then use.
 
 The kernel is launched with PyCUDA's prepared call (argument format fixed once in prepare), the
-library's fast path. The timing model is in gpukit.backends.cuda_common.
+library's fast path. The streamed variant copies with `memcpy_htod_async`/`memcpy_dtoh_async`
+between slices of page-locked arrays and device pointers offset by the chunk's first row
+(`int(allocation) + row * row_bytes`), on non-blocking streams. The timing model is in
+gpukit.backends.cuda_common.
+
+Compilation, once per process (nvcc takes a second or more): `compile_cold_s` is a
+`SourceModule` with `cache_dir` set to a fresh, empty temporary folder, so nvcc runs;
+`compile_warm_s` is a `SourceModule` from PyCUDA's own cache folder (PYCUDA_CACHE_DIR or the
+per-user default), after the session's compile has put the module there: a cache hit. Both
+include loading the module; PyCUDA keeps no in-process memo of compiled modules. With
+PYCUDA_DISABLE_CACHE set, PyCUDA caches nothing and both figures are nvcc runs.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import importlib.util
 import os
 import shutil
+import tempfile
 
 import numpy as np
 
+from gpukit import phases
+from gpukit.backends import cuda_common as cc
 from gpukit.backends.base import Backend, Startup
 from gpukit.backends.cuda_common import (CompileCacheProbe, check_device_memory, cuda_variants,
                                          gpu_run_timing, make_problem, version_text)
@@ -34,6 +48,12 @@ NVCC_OPTIONS = ("-std=c++17",)
 
 # Primary contexts retained by this process, by device ordinal (see the module docstring).
 _PRIMARY: dict[int, object] = {}
+
+# Cold and warm compile times by (source, options) digest: measured once per process.
+_COMPILE_FIGURES: dict[str, dict] = {}
+
+# cuStreamCreate's CU_STREAM_NON_BLOCKING: PyCUDA's Stream(flags) passes its flags straight on.
+STREAM_NON_BLOCKING = 1
 
 
 def _import_driver():
@@ -87,7 +107,8 @@ def _compile_cache_folder() -> str | None:
 
 class PycudaBackend(Backend):
     name = "pycuda"
-    summary = "PyCUDA SourceModule (nvcc), primary context, one stream, CUDA-event phase times"
+    summary = ("PyCUDA SourceModule (nvcc), primary context, CUDA-event phase times; one stream, "
+               "or pinned chunks streamed on several")
     gpu = True
 
     @classmethod
@@ -130,7 +151,9 @@ class PycudaBackend(Backend):
     def open(self):
         self._cuda = cuda = _import_driver()
         self._functions = {}  # (kernel, function name) -> [Function, launched yet?, module]
-        self._problem = None
+        self._problem = self._pipeline = self._flush = None
+        self._empty_launch_s = None
+        self._streamed = cc.is_streamed(self.variant)
         t0 = self.clock()
         _init(cuda)
         self._ctx = _primary_context(cuda, DEVICE)
@@ -138,8 +161,12 @@ class PycudaBackend(Backend):
             self._stream = cuda.Stream()
             self._events = [cuda.Event() for _ in range(4)]
             self._stream.synchronize()
+            self._l2_bytes = int(cuda.Device(DEVICE).get_attribute(
+                cuda.device_attribute.L2_CACHE_SIZE))
         return Startup({"context": self.clock() - t0},
-                       {"device": DEVICE, "memory": self.variant.option("memory")})
+                       {"device": DEVICE, "memory": self.variant.option("memory"),
+                        "mode": "streamed" if self._streamed else "one stream",
+                        "l2_bytes": self._l2_bytes})
 
     def prepare(self, kernel, params, inputs):
         self.release()
@@ -183,7 +210,12 @@ class PycudaBackend(Backend):
             # packs the values. Arrays pass as device pointers ("P"), scalars with their NumPy
             # type (np.int64 -> "l", np.int32 -> "i").
             entry[0].prepare(["P" if isinstance(a, str) else a[1] for a in problem.launch.args])
-            self._args = problem.args({name: int(alloc) for name, alloc in device.items()})
+            self._pointers = {name: int(alloc) for name, alloc in device.items()}
+            self._args = problem.args(self._pointers)
+            if self._streamed:
+                self._pipeline = _Pipeline(self, cc.plan_streams(problem, self.settings))
+                startup.facts.update(streams=self._pipeline.plan.streams,
+                                     chunks=self._pipeline.plan.chunks)
 
             if not entry[1]:
                 # The first launch loads the module onto the device (CUDA loads lazily); paying
@@ -194,52 +226,91 @@ class PycudaBackend(Backend):
                 self._stream.synchronize()
                 startup.steps_s["first_launch"] = self.clock() - t0
                 entry[1] = True
+            if self._empty_launch_s is None:
+                self._empty_launch_s = self._time_empty_launch()
+            startup.facts["empty_launch_s"] = self._empty_launch_s
+
+            flush_bytes, why_not = cc.compute_only_flush_bytes(
+                problem, self._l2_bytes, self.settings, free - problem.device_bytes)
+            if flush_bytes is not None:
+                self._flush = (cuda.mem_alloc(flush_bytes), flush_bytes)
+                reps = int(self.settings.get("compute_only_reps", cc.COMPUTE_ONLY_REPS))
+                self._compute_events = [(cuda.Event(), cuda.Event()) for _ in range(max(1, reps))]
+                startup.facts["l2_flush_bytes"] = flush_bytes
+            else:
+                startup.facts["compute_only"] = f"not measured: {why_not}"
         startup.facts["device_bytes"] = problem.device_bytes
         return startup
 
     def run(self):
+        with self._active():
+            if self._pipeline is not None:
+                host_out, timing = self._run_streamed()
+                kernel_s = timing.extra["kernel_s"]
+            else:
+                host_out, timing = self._run_one_stream()
+                kernel_s = timing.device_s[phases.COMPUTE]
+            timing.extra["empty_launch_s"] = self._empty_launch_s
+            timing.extra["launch_bound"] = cc.launch_bound(kernel_s, self._empty_launch_s)
+            if self._flush is not None:
+                runs_s = self._compute_only()
+                timing.extra["compute_only_s"] = float(np.median(runs_s))
+                timing.extra["compute_only_runs_s"] = runs_s
+        return host_out, timing
+
+    def _run_one_stream(self):
         cuda, problem, stream, events = self._cuda, self._problem, self._stream, self._events
         pinned = self._host_out is not None
         # Pageable outputs: new arrays, NaN-filled (so faulted in) before the clock starts, as
         # the CPU backends allocate theirs.
         host_out = (self._host_out if pinned
                     else self._kernel.alloc_outputs(problem.n, self._params))
-        with self._active():
-            t0 = self.clock()
-            events[0].record(stream)
-            for name, src in self._host_in.items():
-                cuda.memcpy_htod_async(self._device[name], src, stream)
-            events[1].record(stream)
-            t1 = self.clock()
-            self._launch()
-            events[2].record(stream)
-            t2 = self.clock()
-            for name, dst in host_out.items():
-                cuda.memcpy_dtoh_async(dst, self._device[name], stream)
-            events[3].record(stream)
-            try:
-                stream.synchronize()
-            except cuda.Error as exc:
-                raise KernelError(f"CUDA reported an error while running "
-                                  f"{self._kernel.name}: {exc}") from exc
-            t3 = self.clock()
-            # time_since(start) is the time from `start` to this event, in milliseconds.
-            event_s = [events[i + 1].time_since(events[i]) * 1e-3 for i in range(3)]
+        t0 = self.clock()
+        events[0].record(stream)
+        for name, src in self._host_in.items():
+            cuda.memcpy_htod_async(self._device[name], src, stream)
+        events[1].record(stream)
+        t1 = self.clock()
+        self._launch()
+        events[2].record(stream)
+        t2 = self.clock()
+        for name, dst in host_out.items():
+            cuda.memcpy_dtoh_async(dst, self._device[name], stream)
+        events[3].record(stream)
+        self._synchronize(stream)
+        t3 = self.clock()
+        # time_since(start) is the time from `start` to this event, in milliseconds.
+        event_s = [events[i + 1].time_since(events[i]) * 1e-3 for i in range(3)]
         return host_out, gpu_run_timing(event_s, (t0, t1, t2, t3))
+
+    def _run_streamed(self):
+        pipeline = self._pipeline
+        t0 = self.clock()
+        cc.enqueue_pipeline(pipeline.plan, pipeline)
+        t1 = self.clock()
+        self._synchronize(pipeline.streams[0])
+        t2 = self.clock()
+        return self._host_out, cc.streamed_run_timing(pipeline.plan, pipeline.times_s(),
+                                                      t2 - t0, t1 - t0)
 
     def release(self):
         if getattr(self, "_problem", None) is None:
             return
         with self._active():
             self._stream.synchronize()
+            if self._pipeline is not None:
+                for stream in self._pipeline.streams:
+                    stream.synchronize()
             # Device memory goes back to the driver now. Pinned host arrays are only dropped:
             # the caller may still hold the outputs of the last run, so they are freed when the
             # last reference goes.
             for alloc in self._device.values():
                 alloc.free()
+            if self._flush is not None:
+                self._flush[0].free()
             self._problem = None
             self._device = self._host_in = self._host_out = self._args = None
-            self._function_now = None
+            self._pointers = self._function_now = self._pipeline = self._flush = None
 
     def close(self):
         if getattr(self, "_ctx", None) is None:  # never opened, or open() failed early
@@ -278,15 +349,141 @@ class PycudaBackend(Backend):
                                  registers=function.num_regs,
                                  local_bytes=function.local_size_bytes,
                                  shared_bytes=function.shared_size_bytes)
+            if self.settings.get("compile_cold", True):
+                startup.facts.update(self._compile_figures(source))
             # The module must outlive the function; keep both.
             self._functions[key] = [function, False, module]
         return self._functions[key]
 
-    def _launch(self) -> None:
+    def _compile_figures(self, source: str) -> dict:
+        """Cold and warm compile times of `source` (module docstring), once per process."""
+        from pycuda.compiler import SourceModule
+        key = hashlib.sha1(repr((source, NVCC_OPTIONS)).encode()).hexdigest()
+        if key in _COMPILE_FIGURES:
+            return {**_COMPILE_FIGURES[key], "compile_figures": "from earlier in this process"}
+
+        def compile_once(cache_dir) -> float:
+            t0 = self.clock()
+            SourceModule(source, no_extern_c=True, options=list(NVCC_OPTIONS), cache_dir=cache_dir)
+            return self.clock() - t0
+
+        with tempfile.TemporaryDirectory(prefix="gpukit-pycuda-cold-") as fresh:
+            cold_s = compile_once(fresh)
+        probe = CompileCacheProbe(_compile_cache_folder())
+        warm_s = compile_once(None)
+        disabled = "PYCUDA_DISABLE_CACHE" in os.environ
+        figures = {
+            "compile_cold_s": cold_s,
+            "compile_cold_how": "nvcc, with an empty temporary cache_dir; module load included",
+            "compile_warm_s": warm_s,
+            "compile_warm_how": ("nvcc again: PYCUDA_DISABLE_CACHE is set" if disabled else
+                                 "PyCUDA's cache folder; module load included"),
+            # "hit" unless the cache could not keep the session's own compile.
+            "compile_warm_cache": "disabled" if disabled else probe.result(),
+        }
+        _COMPILE_FIGURES[key] = figures
+        return {**figures, "compile_figures": "measured in this session"}
+
+    def _launch(self, grid=None, args=None, stream=None) -> None:
         launch = self._problem.launch
         function = self._function_now
         try:
-            function.prepared_async_call((launch.grid, 1), (launch.block, 1, 1), self._stream,
-                                         *self._args)
+            function.prepared_async_call((launch.grid if grid is None else grid, 1),
+                                         (launch.block, 1, 1), stream or self._stream,
+                                         *(self._args if args is None else args))
         except self._cuda.Error as exc:
             raise KernelError(f"launching {launch.function} failed: {exc}") from exc
+
+    def _synchronize(self, stream) -> None:
+        try:
+            stream.synchronize()
+        except self._cuda.Error as exc:
+            raise KernelError(f"CUDA reported an error while running "
+                              f"{self._kernel.name}: {exc}") from exc
+
+    def _time_empty_launch(self) -> float:
+        """Event time of a launch that does no work: the kernel with n = 0, on one block."""
+        cuda, stream = self._cuda, self._stream
+        args = self._problem.args(self._pointers, rows=0)
+        pairs = [(cuda.Event(), cuda.Event()) for _ in range(cc.EMPTY_LAUNCH_REPS)]
+        for start, end in pairs:
+            start.record(stream)
+            self._launch(grid=1, args=args)
+            end.record(stream)
+        self._synchronize(stream)
+        return cc.median_event_s([end.time_since(start) for start, end in pairs])
+
+    def _compute_only(self) -> list[float]:
+        """The kernel alone on device-resident data, L2 flushed before each launch."""
+        cuda, stream = self._cuda, self._stream
+        flush, flush_bytes = self._flush
+        for start, end in self._compute_events:
+            # Writing 2 x L2 of other data evicts the problem's lines, as triton's do_bench and
+            # nvbench do before each timed launch.
+            cuda.memset_d32_async(flush, 0, flush_bytes // 4, stream)
+            start.record(stream)
+            self._launch()
+            end.record(stream)
+        self._synchronize(stream)
+        return [end.time_since(start) * 1e-3 for start, end in self._compute_events]
+
+
+class _Pipeline:
+    """The streamed run's operations on PyCUDA (cc.PipelineOps), with every pointer, host slice
+    and argument tuple worked out once per problem so a run only enqueues. Called only inside
+    the backend's pushed context."""
+
+    def __init__(self, backend: PycudaBackend, plan: cc.StreamPlan):
+        cuda = backend._cuda
+        self.plan = plan
+        self._backend = backend
+        self._htod, self._dtoh = cuda.memcpy_htod_async, cuda.memcpy_dtoh_async
+        # Non-blocking streams: nothing another library puts on the legacy default stream can
+        # serialize them.
+        self.streams = [cuda.Stream(STREAM_NON_BLOCKING) for _ in range(plan.streams)]
+        self.events = [cuda.Event() for _ in range(cc.event_count(plan))]
+        problem, ptr = backend._problem, backend._pointers
+        host_in, host_out = backend._host_in, backend._host_out
+        rows = problem.row_bytes()
+        self._whole = [(ptr[name], host_in[name]) for name in problem.whole
+                       if host_in[name].nbytes]
+        self._in, self._out, self._launches = [], [], []
+        kernel, params = backend._kernel, backend._params
+        for lo, hi in plan.bounds:
+            # Slices of the page-locked arrays are page-locked too: async copies stay async.
+            self._in.append([(ptr[name] + lo * rows[name], host_in[name][lo:hi])
+                             for name in problem.split if hi > lo])
+            self._out.append([(host_out[name][lo:hi], ptr[name] + lo * rows[name])
+                              for name in problem.outputs if hi > lo])
+            arrays = {name: ptr[name] + lo * rows[name]
+                      for name in (*problem.split, *problem.outputs)}
+            arrays.update({name: ptr[name] for name in problem.whole})
+            self._launches.append((kernel.cuda_launch(hi - lo, params).grid,
+                                   problem.args(arrays, rows=hi - lo)))
+
+    def record(self, event, stream):
+        self.events[event].record(self.streams[stream])
+
+    def wait(self, stream, event):
+        self.streams[stream].wait_for_event(self.events[event])
+
+    def copy_whole_in(self, stream):
+        for dst, src in self._whole:
+            self._htod(dst, src, self.streams[stream])
+
+    def copy_in(self, chunk, stream):
+        for dst, src in self._in[chunk]:
+            self._htod(dst, src, self.streams[stream])
+
+    def launch(self, chunk, stream):
+        grid, args = self._launches[chunk]
+        self._backend._launch(grid=grid, args=args, stream=self.streams[stream])
+
+    def copy_out(self, chunk, stream):
+        for dst, src in self._out[chunk]:
+            self._dtoh(dst, src, self.streams[stream])
+
+    def times_s(self) -> list[float]:
+        """Every event's time after BEGIN, in seconds (after the run's synchronize)."""
+        begin = self.events[cc.BEGIN]
+        return [0.0] + [e.time_since(begin) * 1e-3 for e in self.events[1:]]
