@@ -75,7 +75,7 @@ def test_bad_input_is_one_line_and_exit_2(gpukit_cli, tmp_path, args, message):
 
 
 def test_require_gpu_exits_3_without_a_gpu(gpukit_cli, tmp_path):
-    from gpukit import backends, kernels, runner
+    from gpukit import kernels, runner
     status = runner.probe_backends(("cupy", "pycuda"), kernels.load("polyval"))
     if any(s["available"] for s in status.values()):
         pytest.skip("a GPU backend is available here")

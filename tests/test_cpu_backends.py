@@ -3,7 +3,6 @@
 import itertools
 import multiprocessing
 
-import numpy as np
 import pytest
 
 from gpukit import backends, kernels, phases
@@ -44,7 +43,6 @@ def test_variant_matches_reference(variant, workers):
 
 
 def test_processes_report_start_method_and_use_every_worker():
-    kernel = kernels.load("polyval")
     variant = Variant("processes", "numpy", (("transfer", "shm"),))
     with backends.get("processes")(variant, 2) as session:
         startup = session.open()

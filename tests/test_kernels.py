@@ -279,7 +279,7 @@ def test_launch_matches_the_source_and_the_gpu_backends_accept_it(name, macro, m
     for n in (1, 255, 1001, 1 << 20):
         launch = kernel.cuda_launch(n, params)
         assert launch.block == module.CUDA_BLOCK and launch.grid * launch.block >= n
-        assert launch.function in source and f'extern "C"' in source
+        assert launch.function in source and 'extern "C"' in source
     inputs = kernel.make_inputs(1001, params)
     problem_ = make_problem(kernel, params, inputs)  # every argument resolves
     assert problem_.n == 1001

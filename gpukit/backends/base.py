@@ -150,9 +150,12 @@ def host_phases(transfer_in_s: float, compute_s: float, transfer_out_s: float) -
             phases.TRANSFER_OUT: transfer_out_s}
 
 
-def chunk_bounds(n: int, chunks: int) -> list[tuple[int, int]]:
-    """Split range(n) into `chunks` contiguous pieces whose sizes differ by at most one."""
-    chunks = max(1, min(chunks, n))
+def chunk_bounds(n: int, chunks: int, allow_empty: bool = False) -> list[tuple[int, int]]:
+    """Split range(n) into `chunks` contiguous pieces whose sizes differ by at most one.
+
+    Pools take fewer chunks than asked when n is small; MPI ranks, which all exist anyway, take
+    empty ones (`allow_empty`)."""
+    chunks = max(1, chunks if allow_empty else min(chunks, n))
     base, extra = divmod(n, chunks)
     bounds, lo = [], 0
     for i in range(chunks):

@@ -207,6 +207,21 @@ def make_problem(kernel: Kernel, params: Mapping[str, int], inputs: Inputs) -> P
     return Problem(n, arrays, outputs, launch, scalars, tuple(inputs.split))
 
 
+def stage_pinned(problem: Problem, empty_pinned) -> tuple[dict, dict]:
+    """Page-locked copies of the inputs, filled once (the runs then time DMA from pinned memory,
+    not this copy), and page-locked outputs starting as NaN so that an unwritten row fails the
+    check. `empty_pinned(shape, dtype)` is the library's page-locked allocator."""
+    host_in = {}
+    for name, a in problem.inputs.items():
+        host_in[name] = empty_pinned(a.shape, a.dtype)
+        host_in[name][...] = a
+    host_out = {}
+    for name, dtype in problem.outputs.items():
+        host_out[name] = empty_pinned((problem.n,), dtype)
+        host_out[name].fill(np.nan)
+    return host_in, host_out
+
+
 def check_device_memory(problem: Problem, free_bytes: int) -> None:
     """Refuse, before allocating, a problem that cannot fit in the device's free memory."""
     need = problem.device_bytes

@@ -170,18 +170,8 @@ class CupyBackend(Backend):
 
         pinned = self.variant.option("memory") == "pinned"
         if pinned:
-            # Page-locked copies of the inputs, filled once here: the runs then time DMA from
-            # pinned memory, not this copy. Outputs start as NaN so an unwritten row fails the
-            # check.
             t0 = self.clock()
-            host_in = {}
-            for name, a in problem.inputs.items():
-                host_in[name] = self._empty_pinned(a.shape, a.dtype)
-                host_in[name][...] = a
-            host_out = {}
-            for name, dt in problem.outputs.items():
-                host_out[name] = self._empty_pinned((problem.n,), dt)
-                host_out[name].fill(np.nan)
+            host_in, host_out = cc.stage_pinned(problem, self._empty_pinned)
             startup.steps_s["pin"] = self.clock() - t0
         else:
             host_in, host_out = problem.inputs, None

@@ -93,13 +93,8 @@ def recv_frame(sock: socket.socket, wait=None):
 
 def rank_rows(n: int, ranks: int) -> list[tuple[int, int]]:
     """Rows [lo, hi) of every rank: contiguous, sizes differ by at most one; empty where n < R."""
-    base, extra = divmod(n, ranks)
-    bounds, lo = [], 0
-    for r in range(ranks):
-        hi = lo + base + (1 if r < extra else 0)
-        bounds.append((lo, hi))
-        lo = hi
-    return bounds
+    from gpukit.backends.base import chunk_bounds
+    return chunk_bounds(n, ranks, allow_empty=True)
 
 
 class Problem:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 
-from gpukit.errors import UsageError
 from gpukit.kernels.base import Check, CudaLaunch, Inputs, Kernel, Param, Work
 
 _BUILTIN = {
