@@ -75,7 +75,7 @@ def run(args) -> int:
     budget = Budget(budget_s=args.budget_s, min_reps=args.min_reps, max_reps=args.max_reps)
     if args.chunks_per_worker < 1:
         raise UsageError("--chunks-per-worker must be a positive integer")
-    settings = {"start_method": args.start_method, "pinned": True,
+    settings = {"start_method": args.start_method,
                 "chunks_per_worker": args.chunks_per_worker,
                 "mpi_hostfile": args.mpi_hostfile}
     sweep = runner.Sweep(kernel, param_sets, sizes, workers, names, impls, budget,
