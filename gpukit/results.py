@@ -71,6 +71,11 @@ class Results:
         with os.fdopen(fd, "w") as f:
             json.dump(self.data, f, indent=1, default=_jsonable)
             f.write("\n")
+        # mkstemp makes the file private (0600); a results file is for sharing, so give it the
+        # mode any new file gets here.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
         return path
 

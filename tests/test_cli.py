@@ -102,3 +102,14 @@ def test_parse_sizes_and_counts():
         parse_sizes("1.5")
     with pytest.raises(UsageError):
         parse_sizes(",")
+
+
+def test_results_file_is_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    from gpukit.results import Results
+    path = Results({}, {}).save(tmp_path / "r.json")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
