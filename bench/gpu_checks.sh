@@ -64,7 +64,9 @@ stage_limits() {
 }
 
 stage_compare() {
-    step compare-polyval python3 -m gpukit compare --require-gpu --no-progress \
+    # A 1 s run limit (default 0.25 s) lets pickled processes reach the largest n, which the
+    # issue's pickled-vs-shared-memory comparison needs.
+    step compare-polyval python3 -m gpukit compare --require-gpu --no-progress --run-limit-s 1 \
         -o "$res/compare-polyval-$card.json"
     [ -f gpukit/commands/report.py ] && step report-polyval python3 -m gpukit report \
         "$res/compare-polyval-$card.json" --html "$res/compare-polyval-$card.html" --plots "$res/plots-$card"
