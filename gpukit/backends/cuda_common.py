@@ -482,3 +482,34 @@ def compute_only_flush_bytes(problem: Problem, l2_bytes: int, settings: Mapping[
     if flush > free_bytes:
         return None, f"no room for a {size_text(flush)} L2 flush buffer"
     return flush, ""
+
+
+class GpuRunMixin:
+    """The run logic both GPU backends share; each supplies `_run_one_stream`, `_synchronize`,
+    `_compute_only` and the session attributes named here, and wraps `run` in whatever context
+    its library needs."""
+
+    def _run_and_annotate(self):
+        if self._pipeline is not None:
+            host_out, timing = self._run_streamed()
+            kernel_s = timing.extra["kernel_s"]
+        else:
+            host_out, timing = self._run_one_stream()
+            kernel_s = timing.device_s[phases.COMPUTE]
+        timing.extra["empty_launch_s"] = self._empty_launch_s
+        timing.extra["launch_bound"] = launch_bound(kernel_s, self._empty_launch_s)
+        if self._flush is not None:
+            runs_s = self._compute_only()
+            timing.extra["compute_only_s"] = float(np.median(runs_s))
+            timing.extra["compute_only_runs_s"] = runs_s
+        return host_out, timing
+
+    def _run_streamed(self):
+        pipeline = self._pipeline
+        t0 = self.clock()
+        enqueue_pipeline(pipeline.plan, pipeline)
+        t1 = self.clock()
+        self._synchronize(pipeline.streams[0])
+        t2 = self.clock()
+        return self._host_out, streamed_run_timing(pipeline.plan, pipeline.times_s(),
+                                                   t2 - t0, t1 - t0)

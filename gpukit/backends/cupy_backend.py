@@ -27,7 +27,6 @@ import os
 
 import numpy as np
 
-from gpukit import phases
 from gpukit.backends import cuda_common as cc
 from gpukit.backends.base import Backend, Startup
 from gpukit.backends.cuda_common import (CompileCacheProbe, check_device_memory,
@@ -91,7 +90,7 @@ def _environ(name: str, value: str):
             os.environ[name] = old
 
 
-class CupyBackend(Backend):
+class CupyBackend(cc.GpuRunMixin, Backend):
     name = "cupy"
     summary = ("CuPy RawModule (NVRTC), CUDA-event phase times; pageable or pinned on one "
                "stream, or pinned chunks streamed on several")
@@ -214,19 +213,7 @@ class CupyBackend(Backend):
         return startup
 
     def run(self):
-        if self._pipeline is not None:
-            host_out, timing = self._run_streamed()
-        else:
-            host_out, timing = self._run_one_stream()
-        kernel_s = (timing.extra["kernel_s"] if self._pipeline is not None
-                    else timing.device_s[phases.COMPUTE])
-        timing.extra["empty_launch_s"] = self._empty_launch_s
-        timing.extra["launch_bound"] = cc.launch_bound(kernel_s, self._empty_launch_s)
-        if self._flush is not None:
-            runs_s = self._compute_only()
-            timing.extra["compute_only_s"] = float(np.median(runs_s))
-            timing.extra["compute_only_runs_s"] = runs_s
-        return host_out, timing
+        return self._run_and_annotate()
 
     def _run_one_stream(self):
         problem, stream, events = self._problem, self._stream, self._events
@@ -253,16 +240,6 @@ class CupyBackend(Backend):
         elapsed = self._cupy.cuda.get_elapsed_time
         event_s = [elapsed(events[i], events[i + 1]) * 1e-3 for i in range(3)]
         return host_out, gpu_run_timing(event_s, (t0, t1, t2, t3))
-
-    def _run_streamed(self):
-        pipeline = self._pipeline
-        t0 = self.clock()
-        cc.enqueue_pipeline(pipeline.plan, pipeline)
-        t1 = self.clock()
-        self._synchronize(pipeline.streams[0])
-        t2 = self.clock()
-        return self._host_out, cc.streamed_run_timing(pipeline.plan, pipeline.times_s(),
-                                                      t2 - t0, t1 - t0)
 
     def release(self):
         if getattr(self, "_problem", None) is None:

@@ -32,9 +32,7 @@ import os
 import shutil
 import tempfile
 
-import numpy as np
 
-from gpukit import phases
 from gpukit.backends import cuda_common as cc
 from gpukit.backends.base import Backend, Startup
 from gpukit.backends.cuda_common import (CompileCacheProbe, check_device_memory, cuda_variants,
@@ -105,7 +103,7 @@ def _compile_cache_folder() -> str | None:
     return os.path.join(platformdirs.user_cache_dir("pycuda", "pycuda"), "compiler-cache-v1")
 
 
-class PycudaBackend(Backend):
+class PycudaBackend(cc.GpuRunMixin, Backend):
     name = "pycuda"
     summary = ("PyCUDA SourceModule (nvcc), primary context, CUDA-event phase times; one stream, "
                "or pinned chunks streamed on several")
@@ -234,19 +232,7 @@ class PycudaBackend(Backend):
 
     def run(self):
         with self._active():
-            if self._pipeline is not None:
-                host_out, timing = self._run_streamed()
-                kernel_s = timing.extra["kernel_s"]
-            else:
-                host_out, timing = self._run_one_stream()
-                kernel_s = timing.device_s[phases.COMPUTE]
-            timing.extra["empty_launch_s"] = self._empty_launch_s
-            timing.extra["launch_bound"] = cc.launch_bound(kernel_s, self._empty_launch_s)
-            if self._flush is not None:
-                runs_s = self._compute_only()
-                timing.extra["compute_only_s"] = float(np.median(runs_s))
-                timing.extra["compute_only_runs_s"] = runs_s
-        return host_out, timing
+            return self._run_and_annotate()
 
     def _run_one_stream(self):
         cuda, problem, stream, events = self._cuda, self._problem, self._stream, self._events
@@ -272,16 +258,6 @@ class PycudaBackend(Backend):
         # time_since(start) is the time from `start` to this event, in milliseconds.
         event_s = [events[i + 1].time_since(events[i]) * 1e-3 for i in range(3)]
         return host_out, gpu_run_timing(event_s, (t0, t1, t2, t3))
-
-    def _run_streamed(self):
-        pipeline = self._pipeline
-        t0 = self.clock()
-        cc.enqueue_pipeline(pipeline.plan, pipeline)
-        t1 = self.clock()
-        self._synchronize(pipeline.streams[0])
-        t2 = self.clock()
-        return self._host_out, cc.streamed_run_timing(pipeline.plan, pipeline.times_s(),
-                                                      t2 - t0, t1 - t0)
 
     def release(self):
         if getattr(self, "_problem", None) is None:

@@ -157,14 +157,7 @@ def measure_process_pool(plan: HostPlan, workers: int) -> dict:
     import numpy as np
     _, pool = start_pool(default_start_method(), workers)
     try:
-        for _ in range(10):
-            pool.submit(_noop).result()
-        batches = []
-        for _ in range(plan.reps):
-            t0 = clock()
-            for _ in range(plan.dispatch_count):
-                pool.submit(_noop).result()
-            batches.append(clock() - t0)
+        batches = _dispatch_batches(pool, plan)
         array = np.ones(plan.pickle_bytes // 8, dtype=np.float64)
         # The first echo makes the worker import NumPy; that is start-up, not pickling.
         pool.submit(_echo, array[:1]).result()
@@ -181,6 +174,19 @@ def measure_process_pool(plan: HostPlan, workers: int) -> dict:
             "pickle_gbps": gbps(2 * array.nbytes, statistics.median(times))}
 
 
+def _dispatch_batches(pool, plan: HostPlan) -> list[float]:
+    """Seconds per batch of `dispatch_count` empty tasks, each awaited, on a warmed-up pool."""
+    for _ in range(10):
+        pool.submit(_noop).result()
+    batches = []
+    for _ in range(plan.reps):
+        t0 = clock()
+        for _ in range(plan.dispatch_count):
+            pool.submit(_noop).result()
+        batches.append(clock() - t0)
+    return batches
+
+
 # -- threads -------------------------------------------------------------------------------------
 
 
@@ -195,14 +201,7 @@ def measure_threads(plan: HostPlan, workers: int) -> dict:
             t.join()
         starts.append(clock() - t0)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in range(10):
-            pool.submit(_noop).result()
-        batches = []
-        for _ in range(plan.reps):
-            t0 = clock()
-            for _ in range(plan.dispatch_count):
-                pool.submit(_noop).result()
-            batches.append(clock() - t0)
+        batches = _dispatch_batches(pool, plan)
     return {"thread_start_s": per_item_s(starts, plan.thread_count),
             "thread_dispatch_s": per_item_s(batches, plan.dispatch_count)}
 
