@@ -1,6 +1,7 @@
 """The built-in kernels blackscholes, mandelbrot and nbody: every CPU implementation on every CPU
 backend against the float64 reference at odd sizes, checks that catch wrong outputs, the work
-models, the launch configurations, and the CUDA sources run on the host by an emulator."""
+models, the launch configurations, the CUDA sources run on the host by an emulator, and their C
+signatures against the arguments the GPU backends pass."""
 
 from __future__ import annotations
 
@@ -313,11 +314,13 @@ static inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 static inline float __fmul_rn(float a, float b) { return a * b; }
 static inline float __fadd_rn(float a, float b) { return a + b; }
 static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmaf_ieee_rn(float a, float b, float c) { return std::fmaf(a, b, c); }
 #define __global__
 #define __device__
 #define __forceinline__ inline
 #define __launch_bounds__(x)
 #define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
 #include KERNEL
 template <class F> static void launch(unsigned grid, unsigned block, F body) {
   gridDim.x = grid;
@@ -373,6 +376,74 @@ def emulate(kernel, params, n, tmp_path, grid=None):
     out = {k: v[:n] for k, v in padded.items()}
     pad = {k: v[n:] for k, v in padded.items()}
     return inputs, out, pad
+
+
+SIGNATURE = r"""
+#include <cstdio>
+#include <string>
+#include <type_traits>
+template <class T> std::string scalar() {
+  return (std::is_floating_point_v<T> ? "f" : std::is_signed_v<T> ? "i" : "u") +
+         std::to_string(sizeof(T));
+}
+template <class T> std::string one() {
+  if constexpr (std::is_pointer_v<T>) {
+    using E = std::remove_pointer_t<T>;
+    return (std::is_const_v<E> ? "const " : "") + scalar<std::remove_cv_t<E>>() + "*";
+  } else {
+    return scalar<T>();
+  }
+}
+template <class... P> void print(void (*)(P...)) { ((std::printf("%s\n", one<P>().c_str())), ...); }
+int main() { print(&FUNCTION); }
+"""
+
+
+def cuda_signature(kernel, tmp_path) -> list[str]:
+    """The C types of the kernel's CUDA function, as the compiler sees them: 'const f4*', 'i8'."""
+    launch = kernel.cuda_launch(1000, kernel.resolve_params({}))
+    cu = tmp_path / f"{kernel.name}.cu"
+    cu.write_text(kernel.cuda_source())
+    cpp, exe = tmp_path / f"{kernel.name}_signature.cpp", tmp_path / f"{kernel.name}_signature"
+    cpp.write_text(SHIM + SIGNATURE)
+    build = subprocess.run([CXX, "-std=c++20", "-pthread", f'-DKERNEL="{cu}"',
+                            f"-DFUNCTION={launch.function}", str(cpp), "-o", str(exe)],
+                           capture_output=True, text=True, timeout=300)
+    if build.returncode != 0 and "barrier" in build.stderr:
+        pytest.skip("this g++ has no C++20 <barrier>")
+    assert build.returncode == 0, build.stderr
+    return subprocess.run([str(exe)], capture_output=True, text=True, check=True,
+                          timeout=60).stdout.splitlines()
+
+
+def launch_signature(kernel) -> list[str]:
+    """The same, from what the GPU backends pass: the arrays' dtypes, the scalars' NumPy types."""
+    params = kernel.resolve_params({})
+    inputs = kernel.make_inputs(1000, params, seed=SEED)
+    arrays = {**inputs.split, **inputs.whole}
+    outputs = {name: np.dtype(dt) for name, dt in kernel.output_dtypes(params).items()}
+    want = []
+    for arg in kernel.cuda_launch(1000, params).args:
+        if isinstance(arg, str):
+            dtype = arrays[arg].dtype if arg in arrays else outputs[arg]
+            want.append(f"{'const ' if arg in arrays else ''}{dtype.kind}{dtype.itemsize}*")
+        else:
+            dtype = np.dtype(arg[1])
+            want.append(f"{dtype.kind}{dtype.itemsize}")
+    return want
+
+
+CUDA_KERNELS = ("polyval", "blackscholes", "mandelbrot", "nbody",
+                f"{ROOT / 'examples' / 'my_kernel.py'}:Saxpy")
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not on PATH")
+@pytest.mark.parametrize("spec", CUDA_KERNELS, ids=lambda s: s.rsplit(":", 1)[-1])
+def test_cuda_signature_matches_the_launch_arguments(spec, tmp_path):
+    # CuPy and PyCUDA pack each argument's bytes from what gpukit passes, whatever the C
+    # signature says: an int32 where the kernel takes long long would shift every later argument.
+    kernel = kernels.load(spec)
+    assert cuda_signature(kernel, tmp_path) == launch_signature(kernel)
 
 
 def _untouched(pad):
