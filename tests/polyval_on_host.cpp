@@ -1,49 +1,16 @@
 // Runs kernels/polyval.cu on the CPU, so its indexing, tiles and barriers are tested without a
 // GPU (tests/test_cuda_compile.py builds this with -DKERNEL="path/to/polyval.cu").
 //
-// Each CUDA thread is a std::thread and each block's __syncthreads is a std::barrier, so threads
-// really interleave between barriers; blocks run one after another. __shared__ becomes a static
-// local (one copy shared by the block's threads). The result must equal a plain float32 Horner
-// loop with std::fmaf bit for bit, for odd n, k around multiples of 4 and of the tile, pointers
+// tests/cuda_on_host.h runs each CUDA thread as a std::thread and each block's __syncthreads as
+// a std::barrier, so threads really interleave between barriers. The result must equal a plain
+// float32 Horner loop with std::fmaf bit for bit, for odd n, k around multiples of 4 and of the tile, pointers
 // that are (vector path) and aren't (scalar path) 16-byte aligned, and grids smaller than the
 // tile count (grid-stride loop). Rows outside [0, n) must stay untouched.
-#include <barrier>
-#include <cmath>
 #include <cstdio>
 #include <random>
-#include <thread>
-#include <vector>
 
-struct uint3_ { unsigned x; };
-thread_local uint3_ threadIdx;
-uint3_ blockIdx, blockDim, gridDim;
-static std::barrier<>* block_barrier;
-
-struct float4 { float x, y, z, w; };
-static inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
-static inline void __syncthreads() { block_barrier->arrive_and_wait(); }
-static inline float __fmaf_ieee_rn(float a, float b, float c) { return std::fmaf(a, b, c); }
-#define __global__
-#define __launch_bounds__(x)
-#define __shared__ static
-#define __align__(n) __attribute__((aligned(n)))
-
+#include "cuda_on_host.h"
 #include KERNEL
-
-static void launch(int grid, int block, const float* x, const float* c, float* y, long long n,
-                   int k) {
-  gridDim.x = grid;
-  blockDim.x = block;
-  for (int b = 0; b < grid; ++b) {
-    blockIdx.x = b;
-    std::barrier<> barrier(block);
-    block_barrier = &barrier;
-    std::vector<std::thread> threads;
-    for (int t = 0; t < block; ++t)
-      threads.emplace_back([=] { threadIdx.x = t; polyval(x, c, y, n, k); });
-    for (auto& t : threads) t.join();
-  }
-}
 
 int main() {
   const int block = POLYVAL_BLOCK;
@@ -63,7 +30,8 @@ int main() {
         float* y = ys.data() + offset;
         int grid = (int)((n + per_block - 1) / per_block);
         if (cases % 3 == 1 && grid > 1) grid /= 2;  // fewer blocks than tiles
-        launch(grid, block, x, c.data(), y, n, k);
+        const float* coef = c.data();
+        launch(grid, block, [=] { polyval(x, coef, y, n, k); });
         ++cases;
         for (long long i = 0; i < n; ++i) {
           float want = c[k];

@@ -1,5 +1,6 @@
 """The CUDA C sources under kernels/, checked without a GPU: nvcc compiles them for the H100, and
-polyval.cu, run on the host by an emulator, matches float32 Horner bit for bit."""
+polyval.cu, run on the host by an emulator (tests/cuda_on_host.h), matches float32 Horner bit
+for bit."""
 
 from __future__ import annotations
 
