@@ -1,11 +1,11 @@
 // Runs kernels/polyval.cu on the CPU, so its indexing, tiles and barriers are tested without a
 // GPU (tests/test_cuda_compile.py builds this with -DKERNEL="path/to/polyval.cu").
 //
-// tests/cuda_on_host.h runs each CUDA thread as a std::thread and each block's __syncthreads as
-// a std::barrier, so threads really interleave between barriers. The result must equal a plain
-// float32 Horner loop with std::fmaf bit for bit, for odd n, k around multiples of 4 and of the tile, pointers
-// that are (vector path) and aren't (scalar path) 16-byte aligned, and grids smaller than the
-// tile count (grid-stride loop). Rows outside [0, n) must stay untouched.
+// tests/cuda_on_host.h runs each CUDA thread as a std::thread and each block's __syncthreads as a
+// std::barrier, so threads really interleave between barriers. The result must equal a plain
+// float32 Horner loop with std::fmaf bit for bit, for odd n, k around multiples of 4 and of the
+// tile, pointers that are (vector path) and aren't (scalar path) 16-byte aligned, and grids
+// smaller than the tile count (grid-stride loop). Rows outside [0, n) must stay untouched.
 #include <cstdio>
 #include <random>
 
