@@ -328,7 +328,8 @@ def aligned_chunk_bounds(n: int, chunks: int, align: int) -> tuple[tuple[int, in
         return ((0, 0),)
     align = max(1, align)
     chunks = max(1, min(chunks, -(-n // align)))
-    step = -(-(-(-n // chunks)) // align) * align
+    rows_per_chunk = -(-n // chunks)  # ceiling division, exact for any int
+    step = -(-rows_per_chunk // align) * align
     return tuple((lo, min(n, lo + step)) for lo in range(0, n, step))
 
 
