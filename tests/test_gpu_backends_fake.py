@@ -686,6 +686,22 @@ def test_union_length():
     assert cc.union_length([(5, 6), (0, 10)]) == 10.0
 
 
+@pytest.mark.parametrize("name", ["polyval", "blackscholes", "mandelbrot", "nbody"])
+def test_pinned_staging_copies_inputs_and_marks_outputs_of_every_kernel(name):
+    # mandelbrot's output is int32: NaN cannot mark it, -1 does (as Kernel.alloc_outputs).
+    kernel = kernels.load(name)
+    params = kernel.resolve_params({})
+    problem = cc.make_problem(kernel, params, kernel.make_inputs(300, params, seed=1))
+    host_in, host_out = cc.stage_pinned(problem, lambda shape, dtype: np.empty(shape, dtype))
+    for arr_name, arr in problem.inputs.items():
+        np.testing.assert_array_equal(host_in[arr_name], arr)
+    want = kernel.alloc_outputs(problem.n, params)
+    assert set(host_out) == set(want)
+    for arr_name, arr in host_out.items():
+        assert arr.dtype == want[arr_name].dtype
+        np.testing.assert_array_equal(arr, want[arr_name])  # NaN equals NaN here
+
+
 def test_aligned_chunk_bounds_cover_the_rows_with_aligned_starts():
     for n in (1, 63, 64, 65, 1000, 4097, 100_003):
         for chunks in (1, 2, 3, 7, 64):

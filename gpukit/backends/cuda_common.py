@@ -86,7 +86,7 @@ import numpy as np
 from gpukit import phases
 from gpukit.backends.base import RunTiming, Variant
 from gpukit.errors import KernelError, UsageError
-from gpukit.kernels.base import CudaLaunch, Inputs, Kernel
+from gpukit.kernels.base import CudaLaunch, Inputs, Kernel, mark_unwritten
 
 # Host memory for the copies: the user's NumPy arrays as they are (the driver stages them through
 # its own pinned buffer), or page-locked buffers the backend fills once in prepare().
@@ -209,16 +209,16 @@ def make_problem(kernel: Kernel, params: Mapping[str, int], inputs: Inputs) -> P
 
 def stage_pinned(problem: Problem, empty_pinned) -> tuple[dict, dict]:
     """Page-locked copies of the inputs, filled once (the runs then time DMA from pinned memory,
-    not this copy), and page-locked outputs starting as NaN so that an unwritten row fails the
-    check. `empty_pinned(shape, dtype)` is the library's page-locked allocator."""
+    not this copy), and page-locked outputs marked unwritten (NaN, or -1 for integer outputs)
+    so that a row the kernel missed fails the check. `empty_pinned(shape, dtype)` is the
+    library's page-locked allocator."""
     host_in = {}
     for name, a in problem.inputs.items():
         host_in[name] = empty_pinned(a.shape, a.dtype)
         host_in[name][...] = a
     host_out = {}
     for name, dtype in problem.outputs.items():
-        host_out[name] = empty_pinned((problem.n,), dtype)
-        host_out[name].fill(np.nan)
+        host_out[name] = mark_unwritten(empty_pinned((problem.n,), dtype))
     return host_in, host_out
 
 

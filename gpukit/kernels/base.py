@@ -153,12 +153,10 @@ class Kernel:
         return {name: p.parse(given.get(name, p.default)) for name, p in known.items()}
 
     def alloc_outputs(self, n: int, params: Mapping[str, int]) -> dict[str, np.ndarray]:
-        """Output arrays filled with NaN, so that a row nobody wrote fails the check."""
+        """Output arrays marked unwritten (NaN, or -1 for integers), so that a row nobody wrote fails the check."""
         out = {}
         for name, dtype in self.output_dtypes(params).items():
-            arr = np.empty(n, dtype=dtype)
-            arr.fill(np.nan if np.issubdtype(dtype, np.floating) else -1)
-            out[name] = arr
+            out[name] = mark_unwritten(np.empty(n, dtype=dtype))
         return out
 
     def cuda_source(self) -> str:
@@ -174,6 +172,12 @@ class Kernel:
             "implementations": sorted(self.host_impls()) + (["cuda"] if self.cuda_file else []),
             "spec": self.spec,
         }
+
+
+def mark_unwritten(arr: np.ndarray) -> np.ndarray:
+    """Fill an output array with what no kernel writes: NaN, or -1 for integer outputs."""
+    arr.fill(np.nan if np.issubdtype(arr.dtype, np.floating) else -1)
+    return arr
 
 
 def cuda_source_path(file_name: str) -> Path:
