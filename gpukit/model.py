@@ -40,8 +40,11 @@ MEMORY_SENSITIVE = frozenset({"numpy"})
 # Pools: the figure for one task's round trip, and the phase the backend's clock puts it in.
 DISPATCH = {"threads": ("thread_dispatch_s", phases.COMPUTE),
             "processes": ("process_dispatch_s", phases.TRANSFER_IN)}
-# GPU launch cost figure per GPU backend.
-LAUNCH = {"cupy": "launch_cupy_s", "pycuda": "launch_pycuda_s"}
+# GPU launch cost figure per GPU backend: the call each backend makes (PyCUDA's prepared call).
+LAUNCH = {"cupy": "launch_cupy_s", "pycuda": "launch_pycuda_prepared_s"}
+# What the host's one wait per run adds: (launch with a synchronize each, the same launch queued).
+LAUNCH_SYNC = {"cupy": ("launch_cupy_sync_s", "launch_cupy_s"),
+               "pycuda": ("launch_pycuda_sync_s", "launch_pycuda_s")}
 # GPU host memory kinds: (H2D figure, D2H figure).
 GPU_LINK = {"pinned": ("h2d_pinned_gbps", "d2h_pinned_gbps"),
             "pageable": ("h2d_pageable_gbps", "d2h_pageable_gbps")}
@@ -50,7 +53,7 @@ GPU_LINK_DEFAULT = "pageable"
 LIMITS_SOURCE = "limits"
 
 GPU_FIGURES = frozenset({"copy_latency_s", "d2d_gbps", "fma_gflops", "bidir_pinned_gbps",
-                         "launch_cupy_sync_s", "launch_pycuda_prepared_s", *LAUNCH.values(),
+                         *LAUNCH.values(), *(n for pair in LAUNCH_SYNC.values() for n in pair),
                          *(name for pair in GPU_LINK.values() for name in pair)})
 
 
@@ -403,10 +406,10 @@ def _predict_gpu(data, case, ceil: Ceilings) -> Prediction:
           phases.TRANSFER_OUT: latency + work["bytes_out"] / d2h}
     notes = []
     # The host waits once at the end: what a synchronized launch costs beyond a queued one.
-    sync_name = LAUNCH.get(case["backend"], "launch_cupy_s").replace("_s", "_sync_s")
-    sync = ceil.get(sync_name)
-    if sync is not None and sync > launch:
-        ph[phases.TRANSFER_OUT] += sync - launch
+    sync_name, queued_name = LAUNCH_SYNC.get(case["backend"], LAUNCH_SYNC["cupy"])
+    sync, queued = ceil.get(sync_name), ceil.get(queued_name)
+    if sync is not None and queued is not None and sync > queued:
+        ph[phases.TRANSFER_OUT] += sync - queued
     if streamed(case):
         # Overlapped copies and kernels: the slowest stage bounds the whole.
         wall = max(ph.values()) + latency + launch

@@ -17,7 +17,8 @@ IN, COMPUTE, OUT = phases.TRANSFER_IN, phases.COMPUTE, phases.TRANSFER_OUT
 
 def results_with(cases, cores=2, backends=None) -> dict:
     """A minimal results dict around hand-made cases."""
-    names = backends or {"serial": False, "threads": False, "processes": False, "cupy": True}
+    names = backends or {"serial": False, "threads": False, "processes": False, "cupy": True,
+                         "pycuda": True}
     return {"format": "gpukit-results", "version": 1,
             "machine": {"cores": cores, "cpu": "test", "python": "3", "gil_enabled": True,
                         "numpy": "2", "hostname": "test"},
@@ -170,6 +171,16 @@ def test_model_gpu_link_launch_and_kernel():
     assert ph[COMPUTE] == pytest.approx(4.2e-6 + (8 * n + 12) / 2900e9)
     assert ph[OUT] == pytest.approx(9e-6 + 4 * n / 55.1e9 + (10e-6 - 4.2e-6))
     assert v.within
+
+
+def test_model_takes_pycudas_prepared_launch_and_its_own_synchronize_cost():
+    n = 2**24
+    figures = {**synthetic.H100, "launch_pycuda_sync_s": 12e-6}
+    v = predict(synthetic.make_case("pycuda/cuda/pinned", n, synthetic.gpu_phases(n, 2, "pinned"),
+                                    device=True), figures)
+    ph = v.prediction.phases_s
+    assert ph[COMPUTE] == pytest.approx(5.5e-6 + (8 * n + 12) / 2900e9)  # prepared_async_call
+    assert ph[OUT] == pytest.approx(9e-6 + 4 * n / 55.1e9 + (12e-6 - 7.4e-6))
 
 
 def test_model_names_the_figures_it_lacks():
