@@ -537,6 +537,17 @@ def test_compile_cold_and_warm_are_measured_once_per_process(fake):
     assert "CUPY_CACHE_IN_MEMORY" not in os.environ
 
 
+def test_pycuda_cache_folder_follows_pycudas_own_rule(monkeypatch, tmp_path):
+    monkeypatch.delenv("PYCUDA_DISABLE_CACHE", raising=False)
+    monkeypatch.setenv("PYCUDA_CACHE_DIR", str(tmp_path))
+    assert pycuda_backend._compile_cache_folder() == str(tmp_path)
+    monkeypatch.setenv("PYCUDA_CACHE_DIR", "")  # set but empty: PyCUDA caches nothing
+    assert pycuda_backend._compile_cache_folder() is None
+    monkeypatch.setenv("PYCUDA_DISABLE_CACHE", "1")
+    monkeypatch.setenv("PYCUDA_CACHE_DIR", str(tmp_path))
+    assert pycuda_backend._compile_cache_folder() is None
+
+
 def test_refuses_a_problem_larger_than_free_device_memory(fake):
     gpu, cls = fake
     gpu.free_bytes = 1000

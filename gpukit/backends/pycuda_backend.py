@@ -94,8 +94,8 @@ def _compile_cache_folder() -> str | None:
     # Mirrors pycuda.compiler.compile: PYCUDA_DISABLE_CACHE, PYCUDA_CACHE_DIR, else platformdirs.
     if "PYCUDA_DISABLE_CACHE" in os.environ:
         return None
-    if os.environ.get("PYCUDA_CACHE_DIR"):
-        return os.environ["PYCUDA_CACHE_DIR"]
+    if "PYCUDA_CACHE_DIR" in os.environ:
+        return os.environ["PYCUDA_CACHE_DIR"] or None  # set but empty: PyCUDA caches nothing
     try:
         import platformdirs
     except ImportError:

@@ -372,8 +372,11 @@ def measure_launch_pycuda(plan: GpuPlan) -> tuple[dict, dict]:
     except ImportError as exc:
         raise BackendUnavailable(f"PyCUDA is not installed ({exc}); on a CUDA machine run "
                                  "pip install '.[cuda]'") from None
+    from gpukit.backends.pycuda_backend import _primary_context
     drv.init()
-    ctx = drv.Device(0).retain_primary_context()
+    # Retained for the life of the process, as the pycuda backend does: a context object
+    # dropped here would be detached in its destructor while CuPy still uses it.
+    ctx = _primary_context(drv, 0)
     ctx.push()
     try:
         module = SourceModule(kernel_source(), no_extern_c=True)  # nvcc, for this GPU's arch
