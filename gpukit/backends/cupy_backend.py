@@ -187,10 +187,11 @@ class CupyBackend(cc.GpuRunMixin, Backend):
 
         if not function[1]:
             # The first launch loads the module onto the device (CUDA loads lazily); paying for
-            # it here keeps it out of the first timed run. The inputs may not be on the device
-            # yet: the output is overwritten by every run.
+            # it here keeps it out of the first timed run. It is given no rows (n = 0): the
+            # inputs are not on the device yet, and a kernel that read them as indices could
+            # fault and take the context down with it.
             t0 = self.clock()
-            self._launch(function[0])
+            self._launch(function[0], grid=1, args=self._problem.args(self._device, rows=0))
             self._stream.synchronize()
             startup.steps_s["first_launch"] = self.clock() - t0
             self._functions[(kernel.name, problem.launch.function)] = (function[0], True)

@@ -207,10 +207,11 @@ class PycudaBackend(cc.GpuRunMixin, Backend):
 
             if not entry[1]:
                 # The first launch loads the module onto the device (CUDA loads lazily); paying
-                # for it here keeps it out of the first timed run. The inputs may not be on the
-                # device yet: the output is overwritten by every run.
+                # for it here keeps it out of the first timed run. It is given no rows (n = 0):
+                # the inputs are not on the device yet, and a kernel that read them as indices
+                # could fault and take the context down with it.
                 t0 = self.clock()
-                self._launch()
+                self._launch(grid=1, args=problem.args(self._pointers, rows=0))
                 self._stream.synchronize()
                 startup.steps_s["first_launch"] = self.clock() - t0
                 entry[1] = True
