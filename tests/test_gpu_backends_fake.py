@@ -476,7 +476,7 @@ def test_first_launch_and_the_timed_empty_launches_are_given_n_zero(fake):
     params = kernel.resolve_params({"k": 3})
     session.prepare(kernel, params, kernel.make_inputs(100, params))
     # The first launch, which loads the module, is one too: the inputs aren't on the device yet.
-    assert gpu.log[:4] == ["sync", "compile", "sync", "empty"]
+    assert "kernel" not in gpu.log
     assert gpu.log.count("empty") == 1 + cc.EMPTY_LAUNCH_REPS
     session.prepare(kernel, params, kernel.make_inputs(200, params))
     assert gpu.log.count("empty") == 1 + cc.EMPTY_LAUNCH_REPS
