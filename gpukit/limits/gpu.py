@@ -340,10 +340,12 @@ class Session:
         sms = int(self.rt.getDeviceProperties(0)["multiProcessorCount"])
         grid, block = sms * FMA_BLOCKS_PER_SM, FMA_BLOCK
         out = cp.empty(grid * block, dtype=cp.float32)
-        out.fill(cp.nan)  # poisoned: every thread must write its sum
         args = (out, np.int32(self.plan.fma_iters), np.float32(0.9999), np.float32(1e-4))
         start, end = self.ev[0], self.ev[1]
         with self.stream:
+            # Poisoned on the kernel's own stream (a non-blocking one would not wait for the
+            # default stream): every thread must write its sum.
+            out.fill(cp.nan)
             fma((grid,), (block,), args)
             self.stream.synchronize()
             if not bool(cp.isfinite(out).all()):
