@@ -311,7 +311,8 @@ class CupyBackend(cc.GpuRunMixin, Backend):
         figures = {
             "compile_cold_s": cold_s,
             "compile_cold_how": "NVRTC with CUPY_CACHE_IN_MEMORY=1: no disk cache read or "
-                                "written, module load included",
+                                "written, module load included; NVRTC was already loaded "
+                                "by the session's compile, so a new process pays more",
             "compile_warm_s": warm_s,
             "compile_warm_how": "CuPy's disk kernel cache, module load included",
             # "hit" unless the cache could not keep the session's own compile.
