@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from gpukit.backends.cuda_common import MEMORY_KINDS
 from gpukit.errors import BackendUnavailable, UsageError
 
 pytestmark = pytest.mark.gpu
+ROOT = Path(__file__).resolve().parent.parent
 
 GPU_BACKENDS = ("cupy", "pycuda")
 # The variants by name: the two memory kinds on one stream, and pinned chunks on several.
@@ -79,6 +81,29 @@ def test_matches_reference(session, polyval, n, k):
     params, inputs, out, _timing = solve(session, polyval, n, k, seed=n + k)
     check = polyval.check(out, polyval.reference(inputs, params), inputs, params)
     assert check.ok, check
+
+
+OTHER_KERNELS = {"blackscholes": {}, "mandelbrot": {"max_iter": 200}, "nbody": {}}
+
+
+@pytest.mark.parametrize("name", [*OTHER_KERNELS, "examples/my_kernel.py:Saxpy"])
+def test_every_kernel_matches_its_reference(session, name):
+    # The other kernels' shapes of work: two outputs (blackscholes), int32 output (mandelbrot),
+    # a whole input that is also the split one (nbody: never streamed), a user's CUDA string.
+    spec = str(ROOT / name) if name.startswith("examples/") else name
+    kernel = kernels.load(spec)
+    if cc.is_streamed(session.variant) and not cc.chunkable(kernel):
+        pytest.skip(f"{kernel.name} has no streamed variant")
+    params = kernel.resolve_params(OTHER_KERNELS.get(name, {}))
+    for n in (1, 1001):
+        inputs = kernel.make_inputs(n, params, seed=n)
+        session.prepare(kernel, params, inputs)
+        try:
+            out = {k: a.copy() for k, a in session.run()[0].items()}
+        finally:
+            session.release()
+        check = kernel.check(out, kernel.reference(inputs, params), inputs, params)
+        assert check.ok, (n, check)
 
 
 def test_repeated_runs_give_the_same_result(session, polyval):
