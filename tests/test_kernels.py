@@ -5,11 +5,8 @@ signatures against the arguments the GPU backends pass."""
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,9 @@ from gpukit.kernels import blackscholes as bs_module
 from gpukit.kernels import mandelbrot as mb_module
 from gpukit.kernels import nbody as nb_module
 from gpukit.kernels.base import Inputs
+
+import cuda_host
+from cuda_host import needs_cxx
 
 ROOT = Path(__file__).resolve().parent.parent
 U = 2.0 ** -24
@@ -294,91 +294,26 @@ def test_nbody_softening_is_the_same_in_python_and_cuda():
 
 # -- the CUDA sources on a host emulator -----------------------------------------------------------
 
-# tests/cuda_on_host.h runs CUDA C on the host: a thread per CUDA thread, a barrier per block.
-SHIM = f'#include "{ROOT / "tests" / "cuda_on_host.h"}"\n#include KERNEL\n'
-C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.int32): "int"}
-C_SCALARS = {np.int64: ("long long", ctypes.c_longlong), np.int32: ("int", ctypes.c_int)}
-CXX = shutil.which("g++")
 PAD = 37  # rows past n that the kernel must leave alone
 
 
-def emulate(kernel, params, n, tmp_path, grid=None):
-    """Run `kernel`'s CUDA source on the host; its outputs (n rows) and the untouched padding."""
+def emulate(kernel, params, n, grid=None):
+    """Run `kernel`'s CUDA source on the host (tests/cuda_host.py) with the arguments the GPU
+    backends pass; its outputs (n rows) and the padding past them, which must stay untouched."""
     inputs = kernel.make_inputs(n, params, seed=SEED)
-    launch = kernel.cuda_launch(n, params)
-    arrays = {**inputs.split, **inputs.whole}
+    problem = make_problem(kernel, params, inputs)
     padded = kernel.alloc_outputs(n + PAD, params)
-    decl, call, args = [], [], []
-    for arg in launch.args:
-        if isinstance(arg, str):
-            arr = arrays[arg] if arg in arrays else padded[arg]
-            decl.append(f"{'const ' if arg in arrays else ''}{C_TYPES[arr.dtype]}* {arg}")
-            args.append(ctypes.c_void_p(arr.ctypes.data))
-        else:
-            name, scalar_type = arg
-            decl.append(f"{C_SCALARS[scalar_type][0]} {name}")
-            args.append(C_SCALARS[scalar_type][1](n if name == "n" else params[name]))
-        call.append(arg if isinstance(arg, str) else arg[0])
-    cu = tmp_path / f"{kernel.name}.cu"
-    cu.write_text(kernel.cuda_source())
-    cpp = tmp_path / f"{kernel.name}_on_host.cpp"
-    cpp.write_text(SHIM + f'extern "C" void run(unsigned grid, unsigned block, {", ".join(decl)})'
-                   f' {{\n  launch(grid, block, [=] {{ {launch.function}({", ".join(call)}); }});'
-                   f'\n}}\n')
-    lib = tmp_path / f"{kernel.name}_on_host.so"
-    build = subprocess.run([CXX, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread",
-                            "-ffp-contract=off", f'-DKERNEL="{cu}"', str(cpp), "-o", str(lib)],
-                           capture_output=True, text=True, timeout=300)
-    if build.returncode != 0 and "barrier" in build.stderr:
-        pytest.skip("this g++ has no C++20 <barrier>")
-    assert build.returncode == 0, build.stderr
-    ctypes.CDLL(str(lib)).run(ctypes.c_uint(grid or launch.grid), ctypes.c_uint(launch.block),
-                              *args)
+    pointers = {name: a.ctypes.data for name, a in {**problem.inputs, **padded}.items()}
+    keep = cuda_host.ParamBytes()
+    cuda_host.HostKernel(kernel.cuda_source(), problem.launch.function).launch(
+        grid or problem.launch.grid, problem.launch.block, keep.of(problem.args(pointers)))
     out = {k: v[:n] for k, v in padded.items()}
     pad = {k: v[n:] for k, v in padded.items()}
     return inputs, out, pad
 
 
-SIGNATURE = r"""
-#include <cstdio>
-#include <string>
-#include <type_traits>
-template <class T> std::string scalar() {
-  return (std::is_floating_point_v<T> ? "f" : std::is_signed_v<T> ? "i" : "u") +
-         std::to_string(sizeof(T));
-}
-template <class T> std::string one() {
-  if constexpr (std::is_pointer_v<T>) {
-    using E = std::remove_pointer_t<T>;
-    return (std::is_const_v<E> ? "const " : "") + scalar<std::remove_cv_t<E>>() + "*";
-  } else {
-    return scalar<T>();
-  }
-}
-template <class... P> void print(void (*)(P...)) { ((std::printf("%s\n", one<P>().c_str())), ...); }
-int main() { print(&FUNCTION); }
-"""
-
-
-def cuda_signature(kernel, tmp_path) -> list[str]:
-    """The C types of the kernel's CUDA function, as the compiler sees them: 'const f4*', 'i8'."""
-    launch = kernel.cuda_launch(1000, kernel.resolve_params({}))
-    cu = tmp_path / f"{kernel.name}.cu"
-    cu.write_text(kernel.cuda_source())
-    cpp, exe = tmp_path / f"{kernel.name}_signature.cpp", tmp_path / f"{kernel.name}_signature"
-    cpp.write_text(SHIM + SIGNATURE)
-    build = subprocess.run([CXX, "-std=c++20", "-pthread", f'-DKERNEL="{cu}"',
-                            f"-DFUNCTION={launch.function}", str(cpp), "-o", str(exe)],
-                           capture_output=True, text=True, timeout=300)
-    if build.returncode != 0 and "barrier" in build.stderr:
-        pytest.skip("this g++ has no C++20 <barrier>")
-    assert build.returncode == 0, build.stderr
-    return subprocess.run([str(exe)], capture_output=True, text=True, check=True,
-                          timeout=60).stdout.splitlines()
-
-
 def launch_signature(kernel) -> list[str]:
-    """The same, from what the GPU backends pass: the arrays' dtypes, the scalars' NumPy types."""
+    """The C types the GPU backends pass: the arrays' dtypes, the scalars' NumPy types."""
     params = kernel.resolve_params({})
     inputs = kernel.make_inputs(1000, params, seed=SEED)
     arrays = {**inputs.split, **inputs.whole}
@@ -398,13 +333,15 @@ CUDA_KERNELS = ("polyval", "blackscholes", "mandelbrot", "nbody",
                 f"{ROOT / 'examples' / 'my_kernel.py'}:Saxpy")
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not on PATH")
+@needs_cxx
 @pytest.mark.parametrize("spec", CUDA_KERNELS, ids=lambda s: s.rsplit(":", 1)[-1])
-def test_cuda_signature_matches_the_launch_arguments(spec, tmp_path):
+def test_cuda_signature_matches_the_launch_arguments(spec):
     # CuPy and PyCUDA pack each argument's bytes from what gpukit passes, whatever the C
     # signature says: an int32 where the kernel takes long long would shift every later argument.
     kernel = kernels.load(spec)
-    assert cuda_signature(kernel, tmp_path) == launch_signature(kernel)
+    function = kernel.cuda_launch(1000, kernel.resolve_params({})).function
+    assert cuda_host.HostKernel(kernel.cuda_source(), function).signature() == \
+        launch_signature(kernel)
 
 
 def _untouched(pad):
@@ -412,24 +349,21 @@ def _untouched(pad):
                for a in pad.values())
 
 
-needs_cxx = pytest.mark.skipif(CXX is None, reason="g++ is not on PATH")
-
-
 @needs_cxx
-def test_blackscholes_cu_on_host_agrees_with_reference(tmp_path):
+def test_blackscholes_cu_on_host_agrees_with_reference():
     kernel = kernels.load("blackscholes")
     for n, grid in ((1001, None), (1001, 2)):  # grid 2: the grid-stride loop does the rest
-        inputs, out, pad = emulate(kernel, {}, n, tmp_path, grid)
+        inputs, out, pad = emulate(kernel, {}, n, grid)
         check = kernel.check(out, kernel.reference(inputs, {}), inputs, {})
         assert check.ok, check
         assert _untouched(pad)
 
 
 @needs_cxx
-def test_mandelbrot_cu_on_host_equals_numpy_bit_for_bit(tmp_path):
+def test_mandelbrot_cu_on_host_equals_numpy_bit_for_bit():
     kernel = kernels.load("mandelbrot")
     params = {"max_iter": 256}
-    inputs, out, pad = emulate(kernel, params, 999, tmp_path)
+    inputs, out, pad = emulate(kernel, params, 999)
     want = kernel.alloc_outputs(999, params)
     mb_module.mandelbrot_numpy(inputs.split, inputs.whole, want, params)
     np.testing.assert_array_equal(out["count"], want["count"])
@@ -438,19 +372,19 @@ def test_mandelbrot_cu_on_host_equals_numpy_bit_for_bit(tmp_path):
 
 
 @needs_cxx
-def test_nbody_cu_tiles_on_host_agree_with_reference(tmp_path):
+def test_nbody_cu_tiles_on_host_agree_with_reference():
     kernel = kernels.load("nbody")
     for n in (1, 301, 2 * nb_module.CUDA_BLOCK + 1):  # one body; partial tiles; a tile + 1
-        inputs, out, pad = emulate(kernel, {}, n, tmp_path)
+        inputs, out, pad = emulate(kernel, {}, n)
         check = kernel.check(out, kernel.reference(inputs, {}), inputs, {})
         assert check.ok, (n, check)
         assert _untouched(pad)
 
 
 @needs_cxx
-def test_readme_example_cuda_on_host_agrees_with_reference(tmp_path):
+def test_readme_example_cuda_on_host_agrees_with_reference():
     kernel = kernels.load(f"{ROOT / 'examples' / 'my_kernel.py'}:Saxpy")
-    inputs, out, pad = emulate(kernel, {}, 1001, tmp_path)
+    inputs, out, pad = emulate(kernel, {}, 1001)
     assert kernel.check(out, kernel.reference(inputs, {}), inputs, {}).ok
     assert _untouched(pad)
 
