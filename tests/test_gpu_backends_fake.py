@@ -1,12 +1,14 @@
 """The CuPy and PyCUDA backends' own logic, run against small fakes of the two libraries.
 
-No GPU and neither library is needed. The fakes execute copies and the kernel with NumPy when
-they are enqueued, and keep a fake device clock that models what the streamed variant relies on:
-every stream is a queue, and each kind of work has one engine (an H2D copy engine, a D2H copy
-engine, the SMs), so an operation starts when both its stream and its engine are free. Each H2D
-call takes 1 ms, each kernel 2 ms (0.5 ms with n = 0), each D2H 3 ms, each memset 0.5 ms; an
-event's time is its stream's time when it was recorded, and nothing starts before the device time
-the host last synchronized with. So the tests check what the backends do with the libraries
+No GPU and neither library is needed. The fakes execute copies with NumPy and kernels as their
+real CUDA C built for the host (tests/cuda_host.py), fed the argument bytes each library would
+pack; device memory is host memory, with guard bytes after each allocation that every launch
+checks. A fake device clock models what the streamed variant relies on: every stream is a queue,
+and each kind of work has one engine (an H2D copy engine, a D2H copy engine, the SMs), so an
+operation starts when both its stream and its engine are free. Each H2D call takes 1 ms, each
+kernel 2 ms (0.5 ms with n = 0), each D2H 3 ms, each memset 0.5 ms; an event's time is its
+stream's time when it was recorded, and nothing starts before the device time the host last
+synchronized with. So the tests check what the backends do with the libraries
 (calls on the streams, one synchronize per run, events, offset pointers, context push/pop, the
 memory check) and the phase and overlap arithmetic on a schedule worked out by hand, not the
 libraries. The real thing is tests/test_gpu.py.
@@ -15,12 +17,15 @@ libraries. The real thing is tests/test_gpu.py.
 from __future__ import annotations
 
 import bisect
+import functools
 import importlib.machinery
 import itertools
 import math
 import os
+import struct
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,8 +37,25 @@ from gpukit.backends.cupy_backend import CupyBackend
 from gpukit.backends.pycuda_backend import PycudaBackend
 from gpukit.errors import UsageError
 
+import cuda_host
+
 H2D_S, KERNEL_S, D2H_S, EMPTY_KERNEL_S, MEMSET_S = 1e-3, 2e-3, 3e-3, 0.5e-3, 0.5e-3
 L2_BYTES = 50 << 20
+DEVICE_ALIGN, GUARD_BYTES, GUARD_VALUE = 256, 64, 0xA5
+
+# Every kernel with a CUDA version: the fakes find where `n` sits in a function's arguments here.
+CUDA_KERNELS = ("polyval", "blackscholes", "mandelbrot", "nbody",
+                f"{Path(__file__).resolve().parent.parent / 'examples' / 'my_kernel.py'}:Saxpy")
+
+
+@functools.lru_cache(maxsize=None)
+def n_position(function: str) -> int:
+    for spec in CUDA_KERNELS:
+        kernel = kernels.load(spec)
+        launch = kernel.cuda_launch(1, kernel.resolve_params({}))
+        if launch.function == function:
+            return [a if isinstance(a, str) else a[0] for a in launch.args].index("n")
+    raise AssertionError(f"no kernel has the CUDA function {function}")
 
 # Settings that leave out the extra work each run and prepare can do, for the exact logs.
 PLAIN = {"compute_only": False, "compile_cold": False}
@@ -57,7 +79,7 @@ class FakeGPU:
         self.free_bytes = free_bytes
         self.bases: list[int] = []  # sorted allocation base addresses
         self.memory: dict[int, np.ndarray] = {}  # base address -> bytes
-        self.next_ptr = itertools.count(1 << 32, 1 << 32)
+        self.guards: list[np.ndarray] = []  # the bytes just past each allocation
         self.engine_free = {"h2d": 0.0, "d2h": 0.0, "sm": 0.0}
         self.streams: dict[int, FakeStream] = {}
         self.pinned: dict[int, np.ndarray] = {}  # host address -> page-locked array
@@ -68,8 +90,17 @@ class FakeGPU:
     # -- memory --
 
     def alloc(self, nbytes):
-        ptr = next(self.next_ptr)
-        self.memory[ptr] = np.zeros(max(1, nbytes), dtype=np.uint8)
+        """Device memory is host memory here, at real addresses, so that kernels compiled for
+        the host (tests/cuda_host.py) run on it; 256-byte aligned like cudaMalloc's, with guard
+        bytes after it that every launch checks."""
+        nbytes = max(1, nbytes)
+        raw = np.zeros(nbytes + DEVICE_ALIGN + GUARD_BYTES, dtype=np.uint8)
+        start = -raw.ctypes.data % DEVICE_ALIGN
+        ptr = raw.ctypes.data + start
+        self.memory[ptr] = raw[start:start + nbytes]
+        guard = raw[start + nbytes:start + nbytes + GUARD_BYTES]
+        guard[:] = GUARD_VALUE
+        self.guards.append(guard)
         bisect.insort(self.bases, ptr)
         return ptr
 
@@ -117,14 +148,13 @@ class FakeGPU:
         self.view(ptr, nbytes)[:] = 0
         self.enqueue(stream, "sm", MEMSET_S, "memset")
 
-    def polyval(self, stream, x_ptr, c_ptr, y_ptr, n, k):
+    def launch(self, stream, host_kernel, grid, block, addresses, n):
+        """Run the kernel's real CUDA C on the host (n > 0; with n = 0 it has nothing to do),
+        reading each argument from the bytes at `addresses` as the signature's C type."""
         if n > 0:
-            x = self.view(x_ptr, 4 * n).view(np.float32).astype(np.float64)
-            c = self.view(c_ptr, 4 * (k + 1)).view(np.float32).astype(np.float64)
-            y = np.full(n, c[k])
-            for j in range(k - 1, -1, -1):
-                y = y * x + c[j]
-            self.view(y_ptr, 4 * n).view(np.float32)[:] = y.astype(np.float32)
+            host_kernel.launch(grid, block, addresses)
+            assert all(np.all(g == GUARD_VALUE) for g in self.guards), \
+                f"{host_kernel.function} wrote past the end of a device allocation"
         self.enqueue(stream, "sm", KERNEL_S if n > 0 else EMPTY_KERNEL_S,
                      "kernel" if n > 0 else "empty")
 
@@ -228,22 +258,29 @@ def fake_cupy(gpu):
     class RawKernel:
         num_regs, local_size_bytes, shared_size_bytes = 48, 0, 4096
 
+        def __init__(self, code, name):
+            self.host = cuda_host.HostKernel(code, name)
+            self.n_at = n_position(name)
+
         def __call__(self, grid, block, args):
-            x, c, y, n, k = args
-            assert isinstance(n, np.int64) and isinstance(k, np.int32)
-            gpu.polyval(gpu.current, x.data.ptr, c.data.ptr, y.data.ptr, int(n), int(k))
+            # CuPy passes an array as its data pointer, a NumPy scalar as its own bytes, and a
+            # Python int as a 64-bit integer.
+            keep = cuda_host.ParamBytes()
+            addresses = [keep.pointer(a.data.ptr) if isinstance(a, DeviceArray)
+                         else keep.value(a if isinstance(a, np.generic) else np.int64(a))
+                         for a in args]
+            gpu.launch(gpu.current, self.host, grid[0], block[0], addresses, int(args[self.n_at]))
 
     class RawModule:
         def __init__(self, code, options=()):
             assert 'extern "C"' in code
-            self.options = options
+            self.code, self.options = code, options
 
         def compile(self):
             gpu.log.append("compile")
 
         def get_function(self, name):
-            assert name == "polyval"
-            return RawKernel()
+            return RawKernel(self.code, name)
 
     class Pool:
         def free_bytes(self):
@@ -346,15 +383,28 @@ def fake_pycuda(gpu):
     class Function:
         num_regs, local_size_bytes, shared_size_bytes = 48, 0, 4096
 
+        def __init__(self, source, name):
+            self.host = cuda_host.HostKernel(source, name)
+            self.n_at = n_position(name)
+
         def prepare(self, arg_types):
             self.arg_format = "".join(t if isinstance(t, str) else np.dtype(t).char
                                       for t in arg_types)
 
         def prepared_async_call(self, grid, block, stream, *args):
+            # PyCUDA packs the arguments into one buffer by the prepared format, C struct
+            # alignment (its _pvt_struct is Python's struct); the launch reads each parameter
+            # at its offset there.
             assert gpu.context_depth > 0
-            assert self.arg_format == "PPP" + np.dtype(np.int64).char + np.dtype(np.int32).char
-            assert all(type(a) is int for a in args[:3]), "pointers pass as ints"
-            gpu.polyval(stream, *args)
+            fmt = self.arg_format
+            assert len(fmt) == len(args)
+            assert all(type(a) is int for a, f in zip(args, fmt) if f == "P"), \
+                "pointers pass as ints"
+            packed = np.frombuffer(struct.pack(fmt, *args), dtype=np.uint8).copy()
+            offsets = [struct.calcsize(fmt[:i + 1]) - struct.calcsize(fmt[i])
+                       for i in range(len(fmt))]
+            gpu.launch(stream, self.host, grid[0], block[0],
+                       [packed.ctypes.data + o for o in offsets], int(args[self.n_at]))
 
     class SourceModule:
         def __init__(self, source, no_extern_c=False, options=None, cache_dir=None):
@@ -362,9 +412,10 @@ def fake_pycuda(gpu):
             gpu.log.append("compile" if cache_dir is None else "compile_cold")
             if cache_dir is not None:
                 assert os.path.isdir(cache_dir) and not os.listdir(cache_dir)
+            self.source = source
 
         def get_function(self, name):
-            return Function()
+            return Function(self.source, name)
 
     Event = _event_class(gpu)
     Event.time_since = lambda self, start: (self.t - start.t) * 1e3
@@ -466,6 +517,30 @@ def test_a_run_is_one_stream_of_copies_kernel_copies_then_one_synchronize(fake, 
     session.close()
     session.close()  # safe twice
     assert gpu.context_depth == 0
+
+
+@pytest.mark.parametrize("spec", CUDA_KERNELS, ids=lambda s: s.rsplit(":", 1)[-1])
+@pytest.mark.parametrize("memory, streamed", [("pageable", False), ("pinned", False),
+                                              ("pinned", True)],
+                         ids=["pageable", "pinned", "streamed"])
+def test_every_kernel_on_every_variant_matches_its_reference(fake, spec, memory, streamed):
+    # The kernels' own CUDA C runs on the host with the bytes each library would pass: two
+    # outputs, an int32 output, scalars of two widths, whole inputs beside split ones.
+    _gpu, cls = fake
+    kernel = kernels.load(spec)
+    if streamed and not cc.chunkable(kernel):
+        pytest.skip(f"{kernel.name} has no streamed variant")
+    session = cls(variant_of(cls, memory, streamed), 1, {**PLAIN, "stream_chunks": 3})
+    session.open()
+    params = kernel.resolve_params({})
+    inputs = kernel.make_inputs(301, params, seed=7)
+    session.prepare(kernel, params, inputs)
+    out, _timing = session.run()
+    check = kernel.check(out, kernel.reference(inputs, params), inputs, params)
+    assert check.ok, check
+    if streamed:
+        assert _timing.extra["chunks"] == 3
+    session.close()
 
 
 def test_first_launch_and_the_timed_empty_launches_are_given_n_zero(fake):
