@@ -55,6 +55,11 @@ def test_backends_lists_each_with_reason(gpukit_cli):
     (["compare", "--sizes", "0"], "size must be positive"),
     (["compare", "--sizes", "ten"], "size must be a positive integer"),
     (["compare", "--sizes", "2^4..2^2"], "needs A <= B"),
+    (["compare", "--sizes", "1024,2^-2"], "size must be a positive integer"),
+    (["compare", "--sizes", "1e400"], "size must be a positive integer"),
+    (["compare", "--sizes", "2^99999999999"], "size must be a positive integer"),
+    (["compare", "--sizes", "2^63"], "larger than any machine could hold"),
+    (["compare", "--workers", "2^-1"], "workers must be a positive integer"),
     (["compare", "--workers", "0"], "workers must be positive"),
     (["compare", "--workers", "1,-2"], "workers must be positive"),
     (["compare", "--param", "k=0"], "k must be >= 1"),
@@ -64,9 +69,11 @@ def test_backends_lists_each_with_reason(gpukit_cli):
     (["compare", "--min-reps", "5", "--max-reps", "2"], "--min-reps <= --max-reps"),
     (["compare", "--chunks-per-worker", "0"], "--chunks-per-worker must be a positive"),
     (["compare", "--nope"], "unrecognized arguments"),
+    (["compare", "-o", "."], "is a folder"),
+    (["compare", "--csv", "/proc/gpukit/cases.csv"], "cannot write the CSV"),
 ])
 def test_bad_input_is_one_line_and_exit_2(gpukit_cli, tmp_path, args, message):
-    proc = gpukit_cli(*args, "-o", str(tmp_path / "never.json"))
+    proc = gpukit_cli(*args, *(() if "-o" in args else ("-o", str(tmp_path / "never.json"))))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
@@ -92,6 +99,23 @@ def test_fork_refused_beside_a_gpu_backend_or_allowed_without(gpukit_cli, tmp_pa
     data = json.loads((tmp_path / "r.json").read_text())
     assert {s["startup"]["facts"]["start_method"] for s in data["sessions"]
             if s["variant"]["backend"] == "processes"} == {"fork"}
+
+
+def test_results_go_to_a_temporary_file_when_the_output_cannot_be_written_at_the_end(tmp_path):
+    from gpukit.commands import compare
+
+    class Results:
+        saved = []
+
+        def save(self, path):
+            if str(path).startswith(str(tmp_path)):
+                raise OSError(28, "No space left on device")
+            self.saved.append(path)
+            return path
+
+    path, error = compare._save(Results(), str(tmp_path / "r.json"))
+    assert Results.saved == [path] and "gpukit-results-" in str(path)
+    assert "No space left on device" in error and str(path) in error
 
 
 def test_parse_sizes_and_counts():

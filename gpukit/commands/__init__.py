@@ -7,6 +7,7 @@ lists the modules. Only commands print; the library raises.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import re
 
@@ -15,20 +16,26 @@ from gpukit.errors import UsageError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+# Past any memory or worker count, and still a C long long (the CUDA kernels' n).
+MAX_COUNT = 2 ** 62
+
+
 def parse_count(text: str, what: str) -> int:
     """'1024', '2^20', '1e6' or '64k' -> a positive int, or UsageError naming `what`."""
     t = text.strip().lower()
     try:
         if "^" in t:
-            base, exp = t.split("^", 1)
-            value = int(base) ** int(exp)
+            base, exp = (int(part) for part in t.split("^", 1))
+            if exp < 0 or exp > MAX_COUNT.bit_length():  # 2^-1 is no count; 2^10^9 no size
+                raise ValueError
+            value = base ** exp
         elif t.endswith(("k", "m")):
             value = int(t[:-1]) * (1024 if t[-1] == "k" else 1024 ** 2)
         elif "e" in t:
             f = float(t)
-            value = int(f)
-            if value != f:
+            if not math.isfinite(f) or f != int(f):
                 raise ValueError
+            value = int(f)
         else:
             value = int(t)
     except ValueError:
@@ -36,6 +43,8 @@ def parse_count(text: str, what: str) -> int:
                          f"got {text!r}") from None
     if value <= 0:
         raise UsageError(f"{what} must be positive, got {text!r}")
+    if value > MAX_COUNT:
+        raise UsageError(f"{what} {text!r} is larger than any machine could hold (2^62)")
     return value
 
 
@@ -99,3 +108,19 @@ def console(stderr: bool = False):
     if not console.is_terminal:
         console = Console(stderr=stderr, highlight=False, width=200)
     return console
+
+
+def check_writable(path: str, what: str) -> None:
+    """Refuse, before anything is measured, an output path that could not be written."""
+    import tempfile
+    from pathlib import Path
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"the {what} path {path} is a folder; give a file name")
+    folder = target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write the {what} to {path}: {exc.strerror or exc}") from None

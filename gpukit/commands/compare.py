@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 import time
 
-from gpukit.commands import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_GPU, EXIT_OK, console,
-                             default_workers, parse_count, parse_names, parse_param_sets,
-                             parse_sizes)
+from gpukit.commands import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_GPU, EXIT_OK,
+                             check_writable, console, default_workers, parse_count, parse_names,
+                             parse_param_sets, parse_sizes)
 from gpukit.errors import UsageError
 
 DEFAULT_OUTPUT = "gpukit-results.json"
@@ -81,6 +81,9 @@ def run(args) -> int:
     sweep = runner.Sweep(kernel, param_sets, sizes, workers, names, impls, budget,
                          args.run_limit_s, args.seed, settings)
     runner.check_fits(sweep)
+    check_writable(args.output, "results")
+    if args.csv:
+        check_writable(args.csv, "CSV")
 
     availability = runner.probe_backends(names, kernel)
     gpu_names = [n for n in names if availability[n]["gpu"]]
@@ -115,7 +118,7 @@ def run(args) -> int:
         stored = ceilings.load(results.data["machine"])
         if stored:
             results.data["ceilings"] = stored
-        path = results.save(args.output)
+        path, save_error = _save(results, args.output)
     data = results.data
     an = analysis.analyze(data)
     print_report(out, data, an)
@@ -125,14 +128,32 @@ def run(args) -> int:
     out.print()
     out.print(f"{len(data['cases'])} cases: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
               + f" in {data['wall_s']:.1f} s; results written to {path}", markup=False)
+    if save_error:
+        print(f"error: {save_error}", file=sys.stderr)
     if interrupted:
         print("error: interrupted; the cases measured so far are saved in " + str(path),
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    if save_error:
+        return EXIT_FAILED
     if counts.get("failed"):
         print(f"error: {counts['failed']} case(s) failed; see the table and {path}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _save(results, output: str):
+    """Save to `output`; if that fails now (the disk filled, the folder went), to a temporary
+    file instead, so that nothing measured is lost. Returns the path and what went wrong."""
+    try:
+        return results.save(output), None
+    except OSError as exc:
+        import os
+        import tempfile
+        fallback = os.path.join(tempfile.gettempdir(), f"gpukit-results-{os.getpid()}.json")
+        path = results.save(fallback)
+        return path, (f"could not write {output} ({exc.strerror or exc}); "
+                      f"the results are in {path}")
 
 
 class _progress:
