@@ -1,6 +1,7 @@
 """The command line as a user runs it: a subprocess, its exit code, its JSON."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -137,3 +138,26 @@ def test_results_file_is_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+def test_ctrl_c_saves_what_was_measured_and_exits_130_without_tracebacks(tmp_path):
+    # A terminal's Ctrl-C signals the whole process group: gpukit and its pool workers.
+    import os
+    import signal
+    import sys
+    import time
+    from conftest import ROOT
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpukit", "compare", "--backends", "serial,processes",
+         "--impls", "numpy", "--sizes", "2^16..2^24", "--workers", "1,2", "--no-progress",
+         "--budget-s", "0.5", "-o", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(5)  # the pool is up and busy: the sweep takes well over 10 s
+    os.killpg(proc.pid, signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    data = json.loads(out.read_text())
+    assert data["complete"] is False

@@ -19,6 +19,7 @@ on request, and the runner refuses it when a GPU backend is in the same run.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import shared_memory
@@ -46,6 +47,9 @@ _attached: dict[str, shared_memory.SharedMemory] = {}
 def _init_worker(barrier) -> None:
     global _barrier
     _barrier = barrier
+    # Ctrl-C reaches the whole process group; the parent handles it (saves what was measured
+    # and shuts the pool down), so a worker that also raised would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _wait_all_started() -> int:
