@@ -47,7 +47,8 @@ def case_tables(data: dict, an: analysis.Analysis | None = None) -> list[Table]:
     tables = []
     for pset in data["sweep"]["param_sets"]:
         pkey = params_key(pset)
-        table = Table(title=f"{data['sweep']['kernel']} ({params_text(pset)})", title_justify="left",
+        title = data["sweep"]["kernel"] + (f" ({params_text(pset)})" if pset else "")
+        table = Table(title=title, title_justify="left",
                       header_style="bold")
         cases = sorted((c for c in data["cases"] if params_key(c["params"]) == pkey), key=_sort_key)
         label_width = max((len(c["label"]) for c in cases), default=7)
@@ -160,6 +161,14 @@ def backend_lines(data: dict) -> list[str]:
             lines.append(f"{name}: available{extra}")
         else:
             lines.append(f"{name}: unavailable: {entry.get('reason')}")
+    sweep = data.get("sweep") or {}
+    has = sweep.get("implementations")
+    cpu_backends = [n for n, e in data["backends"].items() if e.get("available") and not e.get("gpu")]
+    if has is not None and cpu_backends:
+        for impl in ("python", "numpy"):
+            if impl not in has and (not sweep.get("impls") or impl in sweep["impls"]):
+                lines.append(f"{impl}: skipped: kernel {sweep['kernel']} has no {impl} "
+                             f"implementation (it has: {', '.join(has) or 'none'})")
     return lines
 
 

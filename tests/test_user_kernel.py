@@ -166,6 +166,22 @@ def test_missing_implementations_are_skipped_with_the_reason(broken_file):
     assert all(c["status"] == "ok" for c in results.cases)
 
 
+def test_the_cli_says_which_implementations_it_skips_and_refuses_a_run_of_none(
+        gpukit_cli, broken_file, tmp_path):
+    spec = f"{broken_file}:PythonOnly"
+    run = gpukit_cli("compare", "--kernel", spec, "--backends", "serial", "--sizes", "1001",
+                     "--budget-s", "0.01", "--no-progress", "-o", str(tmp_path / "r.json"))
+    assert run.returncode == 0, run.stderr
+    assert "numpy: skipped: kernel pythononly has no numpy implementation (it has: python)" \
+        in run.stderr
+    none = gpukit_cli("compare", "--kernel", spec, "--backends", "serial", "--impls", "numpy",
+                      "-o", str(tmp_path / "none.json"))
+    assert none.returncode == 2 and none.stderr.count("\n") == 1
+    assert none.stderr.startswith("error: nothing to measure: --impls numpy leaves none of "
+                                  "kernel pythononly's implementations (python)"), none.stderr
+    assert not (tmp_path / "none.json").exists()
+
+
 def test_a_backend_with_nothing_to_run_names_the_kernel():
     class CudaOnly(SimpleKernel):
         name = "cudaonly"

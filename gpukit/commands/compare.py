@@ -92,6 +92,17 @@ def run(args) -> int:
         raise UsageError("--start-method fork cannot share a run with GPU backends (a forked "
                          "CUDA context is unusable); use forkserver or spawn, or drop "
                          f"{', '.join(gpu_ok)} from --backends")
+    if not runner.plan(sweep, availability):
+        reasons = [f"{n}: {availability[n]['reason']}" for n in names
+                   if not availability[n]["available"]]
+        if impls:
+            reasons.append(f"--impls {','.join(impls)} leaves none of kernel {kernel.name}'s "
+                           f"implementations ({', '.join(kernel.describe()['implementations'])})")
+        if args.require_gpu and not gpu_ok:
+            print(f"error: --require-gpu: no GPU backend can run ({'; '.join(reasons)})",
+                  file=sys.stderr)
+            return EXIT_NO_GPU
+        raise UsageError(f"nothing to measure: {'; '.join(reasons)}")
     if args.require_gpu and not gpu_ok:
         reasons = "; ".join(f"{n}: {availability[n].get('reason')}" for n in gpu_names) or \
             "no GPU backend was selected"
@@ -101,7 +112,7 @@ def run(args) -> int:
     results = Results(machine.facts(), sweep.to_json(), ["gpukit", *sys.argv[1:]])
     out = console()
     err = console(stderr=True)
-    for line in format.backend_lines({"backends": availability}):
+    for line in format.backend_lines({"backends": availability, "sweep": results.data["sweep"]}):
         err.print(line, markup=False)
     interrupted = False
     t0 = time.perf_counter()
