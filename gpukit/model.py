@@ -177,7 +177,7 @@ def needed(data: dict, case: dict) -> tuple[str, ...]:
     transfer = _option(case, "transfer")
     if transfer == "pickle":
         names.append("pickle_gbps")
-    elif transfer == "shm":
+    elif transfer == "shm" or case["backend"] == "mpi":
         names.append("host_copy_1t_gbps")
     return tuple(names)
 
@@ -391,6 +391,14 @@ def _predict_host(data, case, ceil: Ceilings) -> Prediction:
         cp = ceil.get("host_copy_1t_gbps") * 1e9
         ph[phases.TRANSFER_IN] += 2 * work["bytes_in"] / cp
         ph[phases.TRANSFER_OUT] += 2 * work["bytes_out"] / cp
+    elif case["backend"] == "mpi":
+        # Scatterv and Gatherv on one machine: rank 0 keeps its own chunk, and every other
+        # byte goes through the MPI library's shared memory, copied in and out again.
+        cp = ceil.get("host_copy_1t_gbps") * 1e9
+        others = (workers - 1) / workers
+        ph[phases.TRANSFER_IN] += 2 * work["bytes_in"] * others / cp
+        ph[phases.TRANSFER_OUT] += 2 * work["bytes_out"] * others / cp
+        notes.append("ranks on this machine: scatter and gather through shared memory")
     return Prediction(ph, sum(ph.values()), needed(data, case), tuple(notes))
 
 
@@ -419,12 +427,19 @@ def _predict_gpu(data, case, ceil: Ceilings) -> Prediction:
     return Prediction(ph, wall, needed(data, case), tuple(notes))
 
 
+def _has_rule(data: dict, case: dict) -> bool:
+    if case["backend"] == "mpi":
+        # Ranks spread over machines by a host file move data over a network it hasn't measured.
+        return not (data["sweep"].get("settings") or {}).get("mpi_hostfile")
+    return case["backend"] in ("serial", *DISPATCH) or _is_gpu(data, case)
+
+
 def predict(data: dict, case: dict, ceil: Ceilings) -> Verdict:
     needs = needed(data, case)
     missing = tuple(n for n in needs if ceil.get(n) is None)
     key = case_key(case)
     anchor = key in ceil.anchors
-    if missing or (case["backend"] not in ("serial", *DISPATCH) and not _is_gpu(data, case)):
+    if missing or not _has_rule(data, case):
         return Verdict(key, None, _wall(case), missing or ("a rule for " + case["backend"],), anchor)
     rule = _predict_gpu if _is_gpu(data, case) else _predict_host
     return Verdict(key, rule(data, case, ceil), _wall(case), (), anchor)

@@ -162,6 +162,20 @@ def test_model_processes_pickle_and_shared_memory_transfers():
     assert shm.prediction.phases_s[OUT] == pytest.approx(2 * 4 * n / 20e9)   # read + write
 
 
+def test_model_mpi_ranks_on_one_machine_scatter_and_gather_through_shared_memory():
+    n = 2**20
+    case = synthetic.make_case("mpi/numpy", n, {COMPUTE: 1e-3}, params={"k": 64}, workers=4)
+    data = results_with([case], cores=4, backends={"serial": False, "mpi": False})
+    ceil = model.Ceilings(dict(FIGS), {k: model.LIMITS_SOURCE for k in FIGS}, {})
+    p = model.predict(data, case, ceil).prediction.phases_s
+    assert p[IN] == pytest.approx(2 * (4 * n + 4 * 65) * 3 / 4 / 20e9)  # 3 of 4 chunks leave
+    assert p[OUT] == pytest.approx(2 * 4 * n * 3 / 4 / 20e9)
+    assert p[COMPUTE] == pytest.approx(2 * 64 * n / 40e9)  # four ranks at the NumPy rate
+    # Across machines (a host file), the network is not measured: no prediction.
+    data["sweep"]["settings"] = {"mpi_hostfile": "hosts.txt"}
+    assert model.predict(data, case, ceil).prediction is None
+
+
 def test_model_gpu_link_launch_and_kernel():
     n = 2**24
     v = predict(synthetic.make_case("cupy/cuda/pinned", n, synthetic.gpu_phases(n, 2, "pinned"),

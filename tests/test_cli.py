@@ -71,6 +71,9 @@ def test_backends_lists_each_with_reason(gpukit_cli):
     (["compare", "--chunks-per-worker", "0"], "--chunks-per-worker must be a positive"),
     (["compare", "--nope"], "unrecognized arguments"),
     (["compare", "-o", "."], "is a folder"),
+    (["compare", "--backends", "mpi", "--mpi-hostfile", "/no/such/hosts"],
+     "MPI host file /no/such/hosts does not exist"),
+    (["compare", "--mpi-timeout-s", "0"], "--mpi-timeout-s must be a positive"),
     (["compare", "--csv", "/proc/gpukit/cases.csv"], "cannot write the CSV"),
 ])
 def test_bad_input_is_one_line_and_exit_2(gpukit_cli, tmp_path, args, message):

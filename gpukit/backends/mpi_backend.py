@@ -365,7 +365,7 @@ class RankGroup:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._failed(f"no answer from rank 0 within {self.timeout_s:g} s while "
-                                   f"{what} (a rank hung or died; mpi_timeout_s sets the limit)")
+                                   f"{what} (a rank hung or died; --mpi-timeout-s sets the limit)")
             readable, _, _ = select.select([sock], [], [], min(_POLL_S, left))
             if readable:
                 return

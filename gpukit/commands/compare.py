@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -37,6 +38,9 @@ def add_parser(sub) -> None:
     p.add_argument("--mpi-hostfile", metavar="FILE",
                    help="host file for the mpi backend's mpiexec, to spread its ranks over "
                         "machines (default: every rank on this machine)")
+    p.add_argument("--mpi-timeout-s", type=float, metavar="S",
+                   help="how long the mpi backend waits on its ranks before it calls one hung "
+                        "and ends the case (default: 120)")
     p.add_argument("--chunks-per-worker", type=int, default=1, metavar="C",
                    help="split the problem into C chunks per thread or process (default 1); more "
                         "chunks balance uneven work such as mandelbrot's")
@@ -75,9 +79,15 @@ def run(args) -> int:
     budget = Budget(budget_s=args.budget_s, min_reps=args.min_reps, max_reps=args.max_reps)
     if args.chunks_per_worker < 1:
         raise UsageError("--chunks-per-worker must be a positive integer")
+    if args.mpi_hostfile and not os.path.isfile(args.mpi_hostfile):
+        raise UsageError(f"MPI host file {args.mpi_hostfile} does not exist")
+    if args.mpi_timeout_s is not None and not args.mpi_timeout_s > 0:
+        raise UsageError("--mpi-timeout-s must be a positive number of seconds")
     settings = {"start_method": args.start_method,
                 "chunks_per_worker": args.chunks_per_worker,
                 "mpi_hostfile": args.mpi_hostfile}
+    if args.mpi_timeout_s is not None:
+        settings["mpi_timeout_s"] = args.mpi_timeout_s
     sweep = runner.Sweep(kernel, param_sets, sizes, workers, names, impls, budget,
                          args.run_limit_s, args.seed, settings)
     runner.check_fits(sweep)
