@@ -29,6 +29,16 @@ def gil_enabled() -> bool:
 
 
 def available_memory_bytes() -> int | None:
+    """Memory this process could still allocate: the system's available memory, or less where
+    a control group (a container, a batch job) caps this process below it."""
+    free = _meminfo_available()
+    room = _cgroup_room()
+    if free is None or room is None:
+        return free if room is None else room
+    return min(free, room)
+
+
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -40,6 +50,28 @@ def available_memory_bytes() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+# A control group's limit and usage files: cgroup v2, then v1 (as mounted inside a container).
+CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                 "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+
+
+def _cgroup_room(files=CGROUP_FILES) -> int | None:
+    """Limit minus usage of this process's memory control group; None if it has no limit."""
+    for limit_file, usage_file in files:
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or int(limit) >= 1 << 60:  # v2's and v1's "no limit"
+            return None
+        return max(0, int(limit) - usage)
+    return None
 
 
 def package_version(*names: str) -> str | None:

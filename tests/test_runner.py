@@ -155,3 +155,16 @@ def test_memory_check_before_allocating():
     s = sweep(sizes=(1 << 40,), backends=("serial",))
     with pytest.raises(UsageError, match="needs about .* GiB of host memory"):
         runner.check_fits(s)
+
+
+def test_memory_check_heeds_a_control_group_limit(tmp_path):
+    from gpukit import machine
+    limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
+    limit.write_text("1073741824\n")
+    usage.write_text("73741824\n")
+    files = ((str(tmp_path / "absent"), str(usage)), (str(limit), str(usage)))
+    assert machine._cgroup_room(files) == 1_000_000_000
+    limit.write_text("max\n")  # cgroup v2: no limit
+    assert machine._cgroup_room(files) is None
+    limit.write_text(f"{2**63 - 4096}\n")  # cgroup v1: no limit
+    assert machine._cgroup_room(files) is None
