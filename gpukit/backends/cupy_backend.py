@@ -46,7 +46,8 @@ _COMPILE_FIGURES: dict[str, dict] = {}
 
 def _import_cupy():
     if importlib.util.find_spec("cupy") is None:
-        raise BackendUnavailable("cupy is not installed (pip install 'gpukit[cuda]')")
+        raise BackendUnavailable("cupy is not installed (the cuda extra: "
+                                 "pip install '.[cuda]')")
     try:
         import cupy
     except Exception as exc:  # a broken install raises ImportError or worse at import

@@ -411,8 +411,8 @@ class MpiBackend(Backend):
     @classmethod
     def check_available(cls):
         if importlib.util.find_spec("mpi4py") is None:
-            raise BackendUnavailable("mpi4py is not installed (pip install 'gpukit[mpi]' gives "
-                                     "mpi4py and MPICH)")
+            raise BackendUnavailable("mpi4py is not installed (the mpi extra: pip install "
+                                     "'.[mpi]' gives mpi4py and MPICH)")
         launcher = find_launcher()
         if launcher is None:
             raise BackendUnavailable(f"no mpiexec on PATH nor beside {sys.executable} (pip "

@@ -56,7 +56,8 @@ STREAM_NON_BLOCKING = 1
 
 def _import_driver():
     if importlib.util.find_spec("pycuda") is None:
-        raise BackendUnavailable("pycuda is not installed (pip install 'gpukit[cuda]')")
+        raise BackendUnavailable("pycuda is not installed (the cuda extra: "
+                                 "pip install '.[cuda]')")
     try:
         import pycuda.driver as cuda
     except Exception as exc:  # its extension module links libcuda; without a driver it can't load
