@@ -114,6 +114,11 @@ def test_bandwidth_and_per_item_math():
         gpu.gbps(1, 0.0)
 
 
+def test_numpy_rate_is_measured_on_polyvals_own_block():
+    from gpukit.kernels import polyval
+    assert host.FULL.numpy_block == polyval.NUMPY_BLOCK
+
+
 def test_transfer_sizes_and_curves():
     sizes = gpu.TRANSFER_SIZES
     assert sizes[0] == 4 * 1024 and sizes[-1] == 1024 ** 3
