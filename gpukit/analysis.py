@@ -7,7 +7,9 @@
 - `scaling(...)`: speedup and parallel efficiency per worker count, and where scaling saturates;
 - `findings(...)`: the answers, each a `Finding(topic, text, numbers)`: a sentence with its
   figures, so reports can render it and tests can check it;
-- `diff(...)`: two runs case by case, faster or slower and whether beyond their noise.
+- `diff(...)`: two runs case by case, faster or slower and whether beyond their noise: the
+  repetitions' rank test, a minimum change, both cases' spreads, and how much all the cases moved
+  between the two runs (the run-to-run noise that repetitions within one run cannot see).
 
 The predictive model lives in gpukit.model; findings report how well it did.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import statistics
 from collections.abc import Iterable
 
 from gpukit import model, phases
@@ -32,6 +35,14 @@ SATURATION_GAIN = 1.10
 # diff: significance level of the Mann-Whitney U test, and the fewest runs it is used with.
 ALPHA = 0.01
 MWU_MIN_RUNS = 5
+# Smaller relative differences are noise: `diff --min-change` by default, and the gap under which
+# "fastest" calls two variants tied. As asv's and pyperf's comparisons do, a change must be both
+# statistically significant and this large to count.
+MIN_CHANGE = 0.10
+# diff: a case must move by more than this many robust standard deviations of all the cases'
+# moves (log B/A) between the two runs, estimated from at least RUN_NOISE_MIN_CASES cases.
+RUN_NOISE_SIGMAS = 3.0
+RUN_NOISE_MIN_CASES = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +69,22 @@ def ok_cases(data: dict) -> list[dict]:
 
 def wall(case: dict) -> float:
     return case["summary"]["wall_s"]["median"]
+
+
+def rel_spread(case: dict) -> float:
+    """The repetitions' interquartile range over their median."""
+    return case["summary"]["wall_s"]["rel_spread"]
+
+
+def noise_bar(a: dict, b: dict, floor: float = MIN_CHANGE) -> float:
+    """The relative difference two cases' medians must exceed to be told apart: `floor`, or the
+    larger relative spread where that is wider (a gap inside either case's own IQR is noise)."""
+    return max(floor, rel_spread(a), rel_spread(b))
+
+
+def beyond(ratio: float, bar: float) -> bool:
+    """Whether a ratio of times is outside 1 +- bar, symmetric in log: x1.1 and x1/1.1 alike."""
+    return abs(math.log(ratio)) > math.log1p(bar)
 
 
 def phase(case: dict, name: str) -> float:
@@ -375,7 +402,7 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
         pct = _pct(gflops, cap)
         numpy_rate = ceil.get(model.IMPL_RATE["numpy"])
         vs = (f"; NumPy runs {numpy_rate / (gflops / parallel):.0f}x faster per core here"
-              if numpy_rate else "; vectorize it (NumPy)")
+              if numpy_rate and gflops > 0 else "; vectorize it (NumPy)")
         return Limit(dominant, "interpreter", "interpreter",
                      f"interpreter-bound: the pure-Python loop runs at {gflops:.3g} GFLOP/s "
                      f"{_of(pct, cap, 'GFLOP/s', rate_name, ceil)}{vs}", pct)
@@ -446,45 +473,83 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
     return out
 
 
+@dataclasses.dataclass
+class _Stretch:
+    """Sizes from_n..to_n over which one variant stays the fastest."""
+
+    variant: tuple[str, int]     # label, workers
+    from_n: int
+    to_n: int
+    tied: dict[tuple[str, int], list[int]]   # variant -> sizes where it was ahead, within noise
+
+
+def _fastest_stretches(idx, pkey, sizes) -> list[_Stretch]:
+    """The winner at each size, kept until another variant beats it by more than MIN_CHANGE and
+    both their spreads: a gap inside the noise is a tie, not a switch, so the finding does not
+    flip back and forth between two variants that run about the same."""
+    stretches: list[_Stretch] = []
+    for n in sizes:
+        cands = {(l, w): c for (p, l, w, m), c in idx.items() if p == pkey and m == n}
+        best = min(cands, key=lambda lw: (wall(cands[lw]), lw))
+        held = stretches[-1].variant if stretches else None
+        if held in cands and not beyond(wall(cands[held]) / wall(cands[best]),
+                                        noise_bar(cands[held], cands[best])):
+            stretches[-1].to_n = n
+            if best != held:
+                stretches[-1].tied.setdefault(best, []).append(n)
+        else:
+            stretches.append(_Stretch(best, n, n, {}))
+    return stretches
+
+
 def _fastest_findings(idx, pkey, ptxt, data):
     sizes = sorted({n for (p, _l, _w, n) in idx if p == pkey})
     if not sizes:
         return []
-    best = {}
-    for n in sizes:
-        cands = [(wall(c), l, w) for (p, l, w, m), c in idx.items() if p == pkey and m == n]
-        best[n] = min(cands)[1:]
-    runs: list[tuple[tuple[str, int], int, int]] = []
-    for n in sizes:
-        if runs and runs[-1][0] == best[n]:
-            runs[-1] = (runs[-1][0], runs[-1][1], n)
-        else:
-            runs.append((best[n], n, n))
+    stretches = _fastest_stretches(idx, pkey, sizes)
     parts = []
     switches = []
-    for i, ((label, w), lo, hi) in enumerate(runs):
-        name = label + (f" x{w}" if w > 1 else "")
-        if i == 0:
-            parts.append(f"{name} up to n={fmt_n(hi)}" if len(runs) > 1 else
-                         f"{name} at every size (n={fmt_n(lo)}..{fmt_n(hi)})")
-            continue
-        prev_label, prev_w = runs[i - 1][0]
-        prev_hi = runs[i - 1][2]
-        x = crossover({n: t for n, t in walls(series(idx, pkey, prev_label, prev_w)).items()
-                       if n in (prev_hi, lo)},
-                      {n: t for n, t in walls(series(idx, pkey, label, w)).items()
-                       if n in (prev_hi, lo)})
-        where = f"n≈{fmt_n_est(x.n)}" if x.status == "interpolated" else f"n={fmt_n(lo)}"
-        parts.append(f"{name} from {where}" + (f" to {fmt_n(hi)}" if i < len(runs) - 1 else ""))
-        switches.append({"from": prev_label, "to": label, "workers": w, "measured_n": lo,
-                         "n": x.n if x.status == "interpolated" else lo,
-                         "interpolated": x.status == "interpolated"})
+    for i, st in enumerate(stretches):
+        (label, w), lo, hi = st.variant, st.from_n, st.to_n
+        name = _variant_name(label, w)
+        tied = "; ".join(f"{_variant_name(*lw)} at n=" + ", ".join(fmt_n(n) for n in ns)
+                         for lw, ns in st.tied.items())
+        if i == 0 and len(stretches) == 1:
+            part = (f"{name} at every size (n={fmt_n(lo)}..{fmt_n(hi)}"
+                    + (f"; tied with {tied}" if tied else "") + ")")
+        elif i == 0:
+            part = f"{name} up to n={fmt_n(hi)}"
+        else:
+            (prev_label, prev_w), prev_hi = stretches[i - 1].variant, stretches[i - 1].to_n
+            x = crossover({n: t for n, t in walls(series(idx, pkey, prev_label, prev_w)).items()
+                           if n in (prev_hi, lo)},
+                          {n: t for n, t in walls(series(idx, pkey, label, w)).items()
+                           if n in (prev_hi, lo)})
+            where = f"n≈{fmt_n_est(x.n)}" if x.status == "interpolated" else f"n={fmt_n(lo)}"
+            part = f"{name} from {where}" + (f" to {fmt_n(hi)}" if i < len(stretches) - 1 else "")
+            switches.append({"from": prev_label, "to": label, "workers": w, "measured_n": lo,
+                             "n": x.n if x.status == "interpolated" else lo,
+                             "interpolated": x.status == "interpolated"})
+        if tied and len(stretches) > 1:
+            part += f" (tied with {tied})"
+        parts.append(part)
+    notes = []
+    if switches:
+        notes.append("switch points interpolated on log n between measured sizes")
+    if any(st.tied for st in stretches):
+        notes.append(f"tied: a gap under {MIN_CHANGE:.0%} or inside either one's spread, where "
+                     f"the earlier winner is kept")
     text = (f"{ptxt}fastest: " + "; ".join(parts)
-            + (" (switch points interpolated on log n between measured sizes)" if switches else "")
-            + ".")
-    return [Finding("fastest", text, {"winners": [{"label": r[0][0], "workers": r[0][1],
-                                                   "from_n": r[1], "to_n": r[2]} for r in runs],
-                                      "switches": switches})]
+            + (f" ({'; '.join(notes)})" if notes else "") + ".")
+    winners = [{"label": st.variant[0], "workers": st.variant[1], "from_n": st.from_n,
+                "to_n": st.to_n,
+                "tied": [{"label": tl, "workers": tw, "n": ns} for (tl, tw), ns in st.tied.items()]}
+               for st in stretches]
+    return [Finding("fastest", text, {"winners": winners, "switches": switches})]
+
+
+def _variant_name(label: str, workers: int) -> str:
+    return label + (f" x{workers}" if workers > 1 else "")
 
 
 def _threads_findings(idx, pkey, ptxt, data):
@@ -651,12 +716,19 @@ def flag_text(case: dict, verdict: model.Verdict, data: dict) -> str | None:
 
 @dataclasses.dataclass(frozen=True)
 class Change:
+    """One case in two runs. `beyond_noise` only when the rank test (or, with few runs, disjoint
+    IQRs) says the runs differ *and* the ratio is beyond 1 +- `bar`, the largest of the minimum
+    change, the two cases' spreads and the run-to-run noise; `bar_from` says which that was."""
+
     key: tuple
     a_s: float
     b_s: float
     beyond_noise: bool
-    test: str            # how noise was judged, with its figure
+    test: str            # how the repetitions were compared, with its figure
     p_value: float | None = None
+    significant: bool = False    # the test alone, before the bar
+    bar: float = 0.0             # the relative change it had to exceed
+    bar_from: str = ""           # "min change", "spread" or "run-to-run"
 
     @property
     def ratio(self) -> float:
@@ -666,6 +738,12 @@ class Change:
     def change(self) -> float:
         """+0.25: B takes 25% longer than A."""
         return self.ratio - 1.0
+
+    @property
+    def verdict(self) -> str:
+        if not self.beyond_noise:
+            return "within noise"
+        return "slower" if self.change > 0 else "faster"
 
 
 def mann_whitney_p(a: Iterable[float], b: Iterable[float]) -> float:
@@ -727,16 +805,37 @@ def _run_walls(case: dict) -> list[float]:
     return [r["wall_s"] for r in case.get("runs") or []]
 
 
-def compare_cases(a: dict, b: dict) -> Change:
+def compare_cases(a: dict, b: dict, min_change: float = MIN_CHANGE,
+                  run_noise: float = 0.0) -> Change:
+    """B's case against A's. `run_noise`: robust standard deviation of log(B/A) over the two
+    runs' cases (see `run_to_run`), of which the change must exceed RUN_NOISE_SIGMAS."""
     ra, rb = _run_walls(a), _run_walls(b)
     key = model.case_key(a)
+    p = None
     if len(ra) >= MWU_MIN_RUNS and len(rb) >= MWU_MIN_RUNS:
         p = mann_whitney_p(ra, rb)
-        return Change(key, wall(a), wall(b), p < ALPHA, f"Mann-Whitney p={p:.2g}", p)
-    sa, sb = a["summary"]["wall_s"], b["summary"]["wall_s"]
-    disjoint = sa["q3"] < sb["q1"] or sb["q3"] < sa["q1"]
-    return Change(key, wall(a), wall(b), disjoint,
-                  "IQRs disjoint" if disjoint else "IQRs overlap")
+        significant, test = p < ALPHA, f"Mann-Whitney p={p:.2g}"
+    else:
+        sa, sb = a["summary"]["wall_s"], b["summary"]["wall_s"]
+        significant = sa["q3"] < sb["q1"] or sb["q3"] < sa["q1"]
+        test = "IQRs disjoint" if significant else "IQRs overlap"
+    bars = {"min change": min_change, "spread": max(rel_spread(a), rel_spread(b)),
+            "run-to-run": math.expm1(RUN_NOISE_SIGMAS * run_noise)}
+    bar_from = max(bars, key=bars.get)
+    return Change(key, wall(a), wall(b), significant and beyond(wall(b) / wall(a), bars[bar_from]),
+                  test, p, significant, bars[bar_from], bar_from)
+
+
+def run_to_run(log_ratios: list[float]) -> float | None:
+    """How much cases move between two runs: the robust standard deviation (1.4826 x the median
+    absolute deviation) of log(B/A) around its median. Repetitions within one run cannot see this
+    noise (another process, cache and clock state, other load); the spread across cases can, as
+    long as most cases did not really change. Centred on the median, so a change that moves every
+    case alike is not taken for noise. None with fewer than RUN_NOISE_MIN_CASES cases."""
+    if len(log_ratios) < RUN_NOISE_MIN_CASES:
+        return None
+    mid = statistics.median(log_ratios)
+    return 1.4826 * statistics.median(abs(r - mid) for r in log_ratios)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -744,16 +843,25 @@ class Diff:
     changes: list[Change]
     only_a: list[tuple]
     only_b: list[tuple]
+    min_change: float = MIN_CHANGE
+    run_noise: float | None = None   # see `run_to_run`; None: too few cases to tell
+
+    @property
+    def run_bar(self) -> float:
+        """The relative change the run-to-run noise alone asks a case to exceed."""
+        return math.expm1(RUN_NOISE_SIGMAS * (self.run_noise or 0.0))
 
 
-def diff(a: dict, b: dict) -> Diff:
-    """Case by case, B against A. Noise: a two-sided Mann-Whitney U test on the repetitions'
-    wall times (p < ALPHA) where both cases have at least MWU_MIN_RUNS runs, else whether the
-    interquartile ranges are disjoint."""
+def diff(a: dict, b: dict, min_change: float = MIN_CHANGE) -> Diff:
+    """Case by case, B against A (see `Change` for when a change is beyond the noise)."""
+    if not (math.isfinite(min_change) and min_change >= 0):
+        raise ValueError(f"min_change must be >= 0, got {min_change!r}")
     ia, ib = index(a), index(b)
-    changes = [compare_cases(ia[k], ib[k]) for k in sorted(set(ia) & set(ib), key=_key_order)]
+    common = sorted(set(ia) & set(ib), key=_key_order)
+    noise = run_to_run([math.log(wall(ib[k]) / wall(ia[k])) for k in common])
+    changes = [compare_cases(ia[k], ib[k], min_change, noise or 0.0) for k in common]
     return Diff(changes, sorted(set(ia) - set(ib), key=_key_order),
-                sorted(set(ib) - set(ia), key=_key_order))
+                sorted(set(ib) - set(ia), key=_key_order), min_change, noise)
 
 
 def _key_order(key):

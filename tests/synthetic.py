@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 from pathlib import Path
 
@@ -70,6 +71,45 @@ def make_case(label: str, n: int, phases_s: dict[str, float], params: dict | Non
         "prepare": {"steps_s": {}, "total_s": 0.0, "facts": {}},
         "runs": runs, "summary": summary,
     }
+
+
+def rescaled(data: dict, factor_of) -> dict:
+    """A copy of a results dict with every repetition of each case that ran multiplied by
+    `factor_of(case)` (wall time and phases alike) and the summaries recomputed: the same run
+    made again under other conditions, or with slower code."""
+    data = copy.deepcopy(data)
+    for case in data["cases"]:
+        if case.get("status") != "ok":
+            continue
+        factor = factor_of(case)
+        for run in case["runs"]:
+            run["wall_s"] *= factor
+            run["phases_s"] = {k: v * factor for k, v in run["phases_s"].items()}
+        case["summary"]["wall_s"] = describe([r["wall_s"] for r in case["runs"]])
+        for p in case["summary"]["phases_s"]:
+            case["summary"]["phases_s"][p] = describe([r["phases_s"][p] for r in case["runs"]])
+    return data
+
+
+def run_to_run_noise(within: float, seed: int = 0, extremes: int = 3):
+    """`factor_of` for `rescaled`: each case moves by a factor drawn log-uniformly within
+    +-`within` (x1.15 .. x1/1.15 for 0.15), as a rerun of the same code on a busy machine does;
+    the first `extremes` cases drawn move by the full x(1 + within) and the next as many by its
+    inverse, so the noise reaches its bound."""
+    rng = random.Random(seed)
+    bound = math.log1p(within)
+    seen = []
+
+    def factor_of(case: dict) -> float:
+        seen.append(case)
+        i = len(seen)
+        if i <= extremes:
+            return 1.0 + within
+        if i <= 2 * extremes:
+            return 1.0 / (1.0 + within)
+        return math.exp(rng.uniform(-bound, bound))
+
+    return factor_of
 
 
 def gpu_phases(n: int, k: int, memory: str, figures: dict = H100) -> dict[str, float]:

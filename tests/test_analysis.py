@@ -287,6 +287,110 @@ def test_mann_whitney_agrees_with_scipy():
         assert analysis.mann_whitney_p(a, b) == pytest.approx(ref, rel=1e-9)
 
 
+def tight_run(labels=("serial/numpy", "serial/python", "threads/numpy", "processes/numpy/shm"),
+              sizes=tuple(2**e for e in range(10, 22, 2)), jitter=0.01) -> dict:
+    """One run of hand-made cases whose 8 repetitions agree within +-`jitter`."""
+    cases = [synthetic.make_case(label, n, {COMPUTE: 1e-4 + 1e-9 * n * (i + 1)}, reps=8,
+                                 jitter=jitter, seed=j)
+             for i, label in enumerate(labels) for j, n in enumerate(sizes)]
+    return results_with(cases)
+
+
+def test_run_to_run_noise_of_15_percent_is_not_a_change():
+    # Tight repetitions within each run, but every case moves by up to +-15% from one run to the
+    # next (six of them by the full amount), as the same code does on a busy machine.
+    a = tight_run()
+    b = synthetic.rescaled(a, synthetic.run_to_run_noise(0.15))
+    d = analysis.diff(a, b)
+    moved = [c for c in d.changes if abs(math.log(c.ratio)) > math.log(1.12)]
+    assert len(moved) >= 6
+    assert all(c.significant for c in moved)       # the rank test alone would call them changes
+    assert [c.key for c in d.changes if c.beyond_noise] == []
+    assert {c.bar_from for c in moved} == {"run-to-run"}
+    assert 0.15 < d.run_bar < 0.6
+
+
+def test_a_2x_slowdown_stands_out_of_the_run_to_run_noise():
+    a = tight_run()
+    noise = synthetic.run_to_run_noise(0.15)
+    b = synthetic.rescaled(a, lambda c: noise(c) * (2.0 if c["label"] == "serial/python" else 1.0))
+    d = analysis.diff(a, b)
+    assert {c.key[1] for c in d.changes if c.beyond_noise} == {"serial/python"}
+    assert all(c.verdict == "slower" for c in d.changes if c.key[1] == "serial/python")
+
+
+def test_a_change_inside_the_min_change_or_a_cases_spread_is_noise():
+    a = tight_run()
+    key = ((("k", 2),), "serial/numpy", 1, 2**14)
+    b = synthetic.rescaled(a, lambda c: 1.08 if analysis.model.case_key(c) == key else 1.0)
+    [c] = [c for c in analysis.diff(a, b).changes if c.key == key]
+    assert c.significant and not c.beyond_noise and c.bar_from == "min change"
+    [c] = [c for c in analysis.diff(a, b, min_change=0.05).changes if c.key == key]
+    assert c.beyond_noise and c.verdict == "slower"
+    # 25% slower, but B's repetitions spread by about 40%: within that case's noise
+    wide = tight_run(jitter=0.4)
+    b = synthetic.rescaled(wide, lambda c: 1.25 if analysis.model.case_key(c) == key else 1.0)
+    [c] = [c for c in analysis.diff(wide, b).changes if c.key == key]
+    assert c.bar_from == "spread" and c.bar > 0.25 and not c.beyond_noise
+
+
+def test_a_change_that_moves_every_case_alike_is_not_taken_for_noise():
+    a = tight_run()
+    d = analysis.diff(a, synthetic.rescaled(a, lambda c: 1.3))
+    assert d.run_noise == pytest.approx(0.0, abs=1e-9)
+    assert all(c.verdict == "slower" for c in d.changes)
+
+
+def test_run_to_run_needs_enough_cases():
+    assert analysis.run_to_run([0.1] * (analysis.RUN_NOISE_MIN_CASES - 1)) is None
+    assert analysis.run_to_run([0.0, 0.1] * 8) == pytest.approx(1.4826 * 0.05)
+
+
+# -- fastest: no switch on a gap inside the noise --------------------------------------------------
+
+
+def two_variants(gaps: list[float], jitter: float) -> dict:
+    """serial/numpy and threads/numpy x2 at 2^16.., threads taking `gaps[i]` times as long at the
+    i-th size. Both share each size's noise pattern (the same seed), so the ratio of their
+    medians is exactly the gap and their relative spread about `jitter`."""
+    cases = []
+    for i, gap in enumerate(gaps):
+        n = 2 ** (16 + i)
+        cases.append(synthetic.make_case("serial/numpy", n, {COMPUTE: 1e-9 * n}, reps=9,
+                                         jitter=jitter, seed=i))
+        cases.append(synthetic.make_case("threads/numpy", n, {COMPUTE: 1e-9 * n * gap}, reps=9,
+                                         workers=2, jitter=jitter, seed=i))
+    return results_with(cases)
+
+
+def fastest(data: dict) -> analysis.Finding:
+    [f] = [f for f in analysis.findings(data, {"figures": {}, "missing": {}}) if f.topic == "fastest"]
+    return f
+
+
+@pytest.mark.parametrize("jitter", [0.14, 0.01])
+def test_fastest_does_not_flip_on_a_gap_inside_the_noise(jitter):
+    # threads 6% ahead at every other size: inside a 14% spread, and under the 10% minimum
+    gaps = [1.06, 0.94, 1.06, 0.94, 0.94, 1.06, 0.94, 1.06, 0.94]
+    data = two_variants(gaps, jitter)
+    f = fastest(data)
+    assert [(w["label"], w["workers"]) for w in f.numbers["winners"]] == [("serial/numpy", 1)]
+    assert f.numbers["switches"] == []
+    tied = f.numbers["winners"][0]["tied"]
+    assert tied[0]["label"] == "threads/numpy" and len(tied[0]["n"]) == gaps.count(0.94)
+    assert "serial/numpy at every size" in f.text and "tied with threads/numpy x2" in f.text
+
+
+def test_fastest_switches_once_a_variant_wins_beyond_the_noise():
+    # threads 6% behind, 6% ahead (tied), then 2x ahead from 2^19 on: one switch, where it won
+    data = two_variants([1.06, 0.94, 1.06, 0.5, 0.5, 0.5], jitter=0.05)
+    f = fastest(data)
+    assert [w["label"] for w in f.numbers["winners"]] == ["serial/numpy", "threads/numpy"]
+    [switch] = f.numbers["switches"]
+    assert switch["measured_n"] == 2**19 and 2**18 < switch["n"] < 2**19
+    assert "threads/numpy x2 from n≈2^18.1" in f.text
+
+
 def test_quick_ceilings_are_called_rough():
     data = synthetic.load_cpu()
     stored = {"figures": {"host_numpy_1t_gflops": 12.0}, "missing": {}, "settings": {"quick": True}}

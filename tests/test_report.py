@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 
 import pytest
 
 import synthetic
-from gpukit import format, phases
-from gpukit.timing import describe
+from gpukit import analysis, format, phases
+from gpukit.commands import diff
 
 
 @pytest.fixture
@@ -31,17 +30,7 @@ def gpu_results(tmp_path_factory):
 
 def slower_copy(data: dict, factor: float, labels: set[str]) -> dict:
     """The same run with every repetition of the named variants `factor` times slower."""
-    data = copy.deepcopy(data)
-    for case in data["cases"]:
-        if case["status"] != "ok" or case["label"] not in labels:
-            continue
-        for run in case["runs"]:
-            run["wall_s"] *= factor
-            run["phases_s"] = {k: v * factor for k, v in run["phases_s"].items()}
-        case["summary"]["wall_s"] = describe([r["wall_s"] for r in case["runs"]])
-        for p in phases.RUN_PHASES:
-            case["summary"]["phases_s"][p] = describe([r["phases_s"][p] for r in case["runs"]])
-    return data
+    return synthetic.rescaled(data, lambda case: factor if case["label"] in labels else 1.0)
 
 
 def test_report_prints_table_findings_and_writes_csv_html_plots(cli, tmp_path):
@@ -119,6 +108,39 @@ def test_diff_fail_slower_exit_codes_on_a_doctored_slower_copy(cli, tmp_path):
     assert r.returncode == 0 and "faster" in r.stdout
 
 
+def test_diff_of_two_runs_apart_only_by_run_to_run_noise_passes_ci(cli, tmp_path):
+    # The same run again with every case moved by up to +-15%: what a rerun of the same code on
+    # a busy machine looks like, and what the rank test on repetitions alone calls a change.
+    data = json.loads(synthetic.CPU_RESULTS.read_text())
+    rerun = tmp_path / "rerun.json"
+    rerun.write_text(json.dumps(synthetic.rescaled(data, synthetic.run_to_run_noise(0.15))))
+    r = cli("diff", str(synthetic.CPU_RESULTS), str(rerun), "--fail-slower", "10%")
+    assert r.returncode == 0, r.stderr
+    assert "0 faster, 0 slower beyond the noise, 82 within it" in r.stdout
+    assert "run-to-run noise" in r.stdout and "--min-change 10%" in r.stdout
+
+
+def test_diff_finds_a_2x_slowdown_beyond_run_to_run_noise(cli, tmp_path):
+    data = json.loads(synthetic.CPU_RESULTS.read_text())
+    noise = synthetic.run_to_run_noise(0.15)
+    slow = tmp_path / "slow.json"
+    slow.write_text(json.dumps(synthetic.rescaled(
+        data, lambda c: noise(c) * (2.0 if c["label"] == "serial/numpy" else 1.0))))
+    r = cli("diff", str(synthetic.CPU_RESULTS), str(slow), "--fail-slower", "10%")
+    assert r.returncode == 1
+    assert "6 case(s) slower by more than 10% beyond the noise; worst serial/numpy" in r.stderr
+    assert "0 faster, 6 slower beyond the noise" in r.stdout
+    # a minimum change above the slowdown makes it noise
+    assert cli("diff", str(synthetic.CPU_RESULTS), str(slow), "--fail-slower", "10%",
+               "--min-change", "150%").returncode == 0
+
+
+def test_diff_min_change_default_is_the_analysis_one(cli):
+    assert diff.parse_percent(diff.DEFAULT_MIN_CHANGE) == analysis.MIN_CHANGE
+    r = cli("diff", "--help")
+    assert r.returncode == 0 and "--min-change" in r.stdout and "10%" in r.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (("report", "missing.json"), "no such results file"),
     (("report", "pyproject.toml"), "is not JSON"),
@@ -126,6 +148,8 @@ def test_diff_fail_slower_exit_codes_on_a_doctored_slower_copy(cli, tmp_path):
      "--fail-slower takes a percentage"),
     (("diff", "tests/data/cpu-small.json", "tests/data/cpu-small.json", "--fail-slower=-5%"),
      "must be a percentage >= 0"),
+    (("diff", "tests/data/cpu-small.json", "tests/data/cpu-small.json", "--min-change", "x"),
+     "--min-change takes a percentage"),
     (("report", "tests/data/cpu-small.json", "--ceilings", "pyproject.toml"),
      "is not a gpukit ceilings file"),
 ])

@@ -1,21 +1,40 @@
 """`gpukit diff A.json B.json`: case by case, B against A: faster, slower, or within the noise.
 
-Noise: where both cases have at least 5 repetitions, a two-sided Mann-Whitney U test on their
-wall times (beyond noise when p < 0.01; a rank test, so one slow outlier run cannot make a
-change); with fewer repetitions, whether the interquartile ranges are disjoint. Each row says
-which test judged it.
+A change counts (is "beyond the noise") only when all of these hold, as in asv's and pyperf's
+comparisons, which ask for both statistical significance and a minimum effect size:
 
-`--fail-slower 10%` makes the exit status 1 when any case got slower by more than 10% and beyond
-the noise, for CI.
+- the repetitions differ: a two-sided Mann-Whitney U test on their wall times (p < 0.01) where
+  both cases have at least 5 repetitions, else disjoint interquartile ranges;
+- the change of medians is larger than `--min-change` (default 10%);
+- it is larger than either case's own spread (interquartile range over median);
+- it is larger than 3 robust standard deviations of how much all the cases moved between the two
+  runs. Repetitions within one run share a process, cache and clock state and the machine's load
+  at that moment; two runs do not, so on a shared machine the same code moves by tens of percent
+  from run to run while each run's repetitions agree to a few percent. The rank test alone calls
+  that a change. The spread of log(B/A) across all the cases measures this noise (as long as most
+  cases did not really change); it is centred on the median, so a change that moves every case
+  alike still counts.
+
+Each row says which test judged it and which bar it had to clear. `--fail-slower 10%` makes the
+exit status 1 when any case got slower beyond the noise by more than 10%, for CI; the summary
+says when the run-to-run noise is too large for a threshold that small to be checked.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from typing import TYPE_CHECKING
 
 from gpukit.commands import EXIT_FAILED, EXIT_OK, console
 from gpukit.errors import UsageError
+
+if TYPE_CHECKING:
+    from gpukit import analysis
+
+# analysis.MIN_CHANGE, spelled out so that `--help` needs no import of the analysis (a test checks
+# that the two agree).
+DEFAULT_MIN_CHANGE = "10%"
 
 
 def add_parser(sub) -> None:
@@ -25,69 +44,48 @@ def add_parser(sub) -> None:
     p.add_argument("--fail-slower", metavar="PCT",
                    help="exit with status 1 if a case got slower by more than PCT (e.g. 10%%) "
                         "beyond the noise")
+    p.add_argument("--min-change", metavar="PCT", default=DEFAULT_MIN_CHANGE,
+                   help="smaller changes of the median are noise however significant (default: "
+                        "%(default)s; changes inside either case's spread, or inside the "
+                        "run-to-run noise of the two runs, are noise too)")
     p.add_argument("--all", action="store_true",
                    help="list every case, not only those that changed beyond the noise")
     p.set_defaults(func=run)
 
 
-def parse_percent(text: str) -> float:
+def parse_percent(text: str, option: str = "--fail-slower") -> float:
     """'10%' or '10' -> 0.10."""
     t = text.strip().rstrip("%").strip()
     try:
         value = float(t)
     except ValueError:
-        raise UsageError(f"--fail-slower takes a percentage like 10%, got {text!r}") from None
+        raise UsageError(f"{option} takes a percentage like 10%, got {text!r}") from None
     if not math.isfinite(value) or value < 0:
-        raise UsageError(f"--fail-slower must be a percentage >= 0, got {text!r}")
+        raise UsageError(f"{option} must be a percentage >= 0, got {text!r}")
     return value / 100.0
 
 
 def run(args) -> int:
-    from rich.table import Table
-
     from gpukit import analysis, format
-    from gpukit.analysis import fmt_n, fmt_s, params_text
+    from gpukit.analysis import fmt_n, params_text
     from gpukit.commands.report import load_results
 
     threshold = parse_percent(args.fail_slower) if args.fail_slower is not None else None
+    min_change = parse_percent(args.min_change, "--min-change")
     a, b = load_results(args.a), load_results(args.b)
-    d = analysis.diff(a, b)
+    d = analysis.diff(a, b, min_change)
     if not d.changes:
         raise UsageError(f"{args.a} and {args.b} have no case in common (another kernel, "
                          f"parameters or sizes?)")
     out = console()
     out.print(f"A: {args.a}: " + format.machine_lines(a)[0], markup=False)
     out.print(f"B: {args.b}: " + format.machine_lines(b)[0], markup=False)
-    table = Table(header_style="bold", title="B against A, time per run (median)",
-                  title_justify="left")
-    for name, justify in (("params", "left"), ("n", "right"), ("variant", "left"),
-                          ("workers", "right"), ("A", "right"), ("B", "right"),
-                          ("change", "right"), ("verdict", "left"), ("noise test", "left")):
-        table.add_column(name, justify=justify, no_wrap=True)
-    failing = []
-    counts = {"faster": 0, "slower": 0, "within noise": 0}
-    for c in d.changes:
-        verdict = ("slower" if c.change > 0 else "faster") if c.beyond_noise else "within noise"
-        counts[verdict] += 1
-        fails = (threshold is not None and c.beyond_noise and c.change > threshold)
-        if fails:
-            failing.append(c)
-        if not (args.all or c.beyond_noise):
-            continue
-        p, label, w, n = c.key
-        style = "red" if verdict == "slower" else "green" if verdict == "faster" else "dim"
-        table.add_row(params_text(dict(p)), fmt_n(n), label, str(w), fmt_s(c.a_s), fmt_s(c.b_s),
-                      f"{c.change:+.1%}", f"[{style}]{verdict}{' (fails)' if fails else ''}[/]",
-                      c.test)
+    table = change_table(d, threshold, args.all)
     if table.row_count:
         out.print(table)
-    out.print(f"{len(d.changes)} cases in both: {counts['faster']} faster, {counts['slower']} "
-              f"slower beyond the noise, {counts['within noise']} within it"
-              + (f"; only in A: {len(d.only_a)}" if d.only_a else "")
-              + (f"; only in B: {len(d.only_b)}" if d.only_b else "")
-              + f" (noise: Mann-Whitney U, p < {analysis.ALPHA:g}, from "
-              f"{analysis.MWU_MIN_RUNS} runs a side; else disjoint interquartile ranges).",
-              markup=False)
+    for line in summary_lines(d, args.a, args.b, threshold):
+        out.print(line, markup=False)
+    failing = [c for c in d.changes if fails(c, threshold)]
     if failing:
         worst = max(failing, key=lambda c: c.change)
         p, label, w, n = worst.key
@@ -96,3 +94,66 @@ def run(args) -> int:
               f"{worst.change:+.1%}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def fails(c: analysis.Change, threshold: float | None) -> bool:
+    """Slower beyond the noise, and by more than --fail-slower's threshold."""
+    return threshold is not None and c.beyond_noise and c.change > threshold
+
+
+def change_table(d: analysis.Diff, threshold: float | None, every: bool):
+    """The changed cases (`every`: all cases) as a rich table."""
+    from rich.table import Table
+
+    from gpukit.analysis import fmt_n, fmt_s, params_text
+
+    table = Table(header_style="bold", title="B against A, time per run (median)",
+                  title_justify="left")
+    for name, justify in (("params", "left"), ("n", "right"), ("variant", "left"),
+                          ("workers", "right"), ("A", "right"), ("B", "right"),
+                          ("change", "right"), ("verdict", "left"), ("noise test", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for c in d.changes:
+        if not (every or c.beyond_noise):
+            continue
+        p, label, w, n = c.key
+        verdict = c.verdict
+        style = "red" if verdict == "slower" else "green" if verdict == "faster" else "dim"
+        table.add_row(params_text(dict(p)), fmt_n(n), label, str(w), fmt_s(c.a_s), fmt_s(c.b_s),
+                      f"{c.change:+.1%}",
+                      f"[{style}]{verdict}{' (fails)' if fails(c, threshold) else ''}[/]",
+                      f"{c.test}; bar {bar_text(c)} ({c.bar_from})")
+    return table
+
+
+def bar_text(c: analysis.Change) -> str:
+    """The bar on the side of the change: x1.55 either way is +55% slower or -35% faster."""
+    return f"{c.bar:+.0%}" if c.change >= 0 else f"{1 / (1 + c.bar) - 1:+.0%}"
+
+
+def summary_lines(d: analysis.Diff, a_name: str, b_name: str,
+                  threshold: float | None) -> list[str]:
+    """How many changed, and what counted as noise (with the run-to-run figure)."""
+    from gpukit import analysis
+
+    counts = {v: sum(c.verdict == v for c in d.changes)
+              for v in ("faster", "slower", "within noise")}
+    lines = [f"{len(d.changes)} cases in both: {counts['faster']} faster, {counts['slower']} "
+             f"slower beyond the noise, {counts['within noise']} within it"
+             + (f"; only in A: {len(d.only_a)}" if d.only_a else "")
+             + (f"; only in B: {len(d.only_b)}" if d.only_b else "") + "."]
+    test = (f"Noise: a change counts when Mann-Whitney U says so (p < {analysis.ALPHA:g}, from "
+            f"{analysis.MWU_MIN_RUNS} runs a side; else disjoint interquartile ranges) and it is "
+            f"larger than --min-change {d.min_change * 100:g}%, than either case's spread")
+    if d.run_noise is None:
+        lines.append(f"{test} (run-to-run noise not estimated: fewer than "
+                     f"{analysis.RUN_NOISE_MIN_CASES} cases in both).")
+    else:
+        lines.append(f"{test}, and than {analysis.RUN_NOISE_SIGMAS:g}x the run-to-run noise: "
+                     f"{d.run_bar:.0%} here (the cases' changes between these two runs spread "
+                     f"by a robust standard deviation of {math.expm1(d.run_noise):.1%}).")
+    if threshold is not None and d.run_noise is not None and d.run_bar > threshold:
+        lines.append(f"note: the run-to-run noise between {a_name} and {b_name} hides changes "
+                     f"below {d.run_bar:.0%}, so --fail-slower {threshold:.0%} cannot catch a "
+                     f"smaller slowdown here (compare runs made on a quieter machine).")
+    return lines
