@@ -172,6 +172,15 @@ def backend_lines(data: dict) -> list[str]:
     return lines
 
 
+def partial_text(data: dict) -> str | None:
+    """What to say of a run that did not finish, or None for a complete one."""
+    if data.get("complete", True):
+        return None
+    why = data.get("note") or "it did not finish"
+    return (f"partial run ({why}): only the {len(data['cases'])} cases measured before that are "
+            "here, and findings about larger sizes may be missing")
+
+
 def machine_lines(data: dict) -> list[str]:
     m = data["machine"]
     gpu = (m.get("gpu") or {}).get("device")
@@ -183,7 +192,8 @@ def machine_lines(data: dict) -> list[str]:
         line += f"; GPU {gpu}"
     if start:
         line += f"; process start method {start}"
-    return [line]
+    partial = partial_text(data)
+    return [line] + ([partial] if partial else [])
 
 
 def finding_lines(data: dict, an: analysis.Analysis | None = None,

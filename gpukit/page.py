@@ -116,6 +116,8 @@ def html_page(data: dict, an: analysis.Analysis | None = None, title: str | None
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
+        *([f"<p><strong>{_e(format.partial_text(data))}</strong></p>"]
+          if format.partial_text(data) else []),
         f"<p class=small>{len(data['cases'])} cases: "
         + _e(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         + ". Rendered by <code>gpukit report</code> from the saved results; nothing re-measured.</p>",

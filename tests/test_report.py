@@ -60,6 +60,19 @@ def test_report_prints_table_findings_and_writes_csv_html_plots(cli, tmp_path):
     assert all(row["reason"] and row["wall_s"] == "" for row in skipped)
 
 
+def test_report_and_page_of_an_interrupted_run_say_it_is_partial(cli, tmp_path):
+    data = synthetic.load_cpu()
+    data.update(complete=False, note="interrupted")
+    path = tmp_path / "partial.json"
+    path.write_text(json.dumps(data))
+    proc = cli("report", str(path), "--quiet", "--html", str(tmp_path / "p.html"))
+    assert proc.returncode == 0, proc.stderr
+    assert "partial run (interrupted)" in proc.stdout
+    assert "partial run (interrupted)" in (tmp_path / "p.html").read_text()
+    whole = cli("report", str(synthetic.CPU_RESULTS), "--quiet")
+    assert "partial run" not in whole.stdout
+
+
 def test_report_of_synthetic_gpu_results_with_given_ceilings(cli, tmp_path, gpu_results):
     ceilings = tmp_path / "h100.json"
     ceilings.write_text(json.dumps(synthetic.h100_ceilings()))
