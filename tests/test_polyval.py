@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from gpukit import kernels
-from gpukit.kernels.polyval import gamma, polyval_numpy, polyval_python
+from gpukit.kernels.polyval import _horner_numpy, gamma, polyval_numpy, polyval_python
 
 
 @pytest.fixture
@@ -21,6 +21,16 @@ def test_implementations_agree_with_reference(polyval, n, k, impl):
     check = polyval.check(out, polyval.reference(inputs, params), inputs, params)
     assert check.ok, check
     assert check.error <= check.tolerance
+
+
+def test_numpy_blocks_give_the_same_bits_as_one_block(polyval):
+    params = polyval.resolve_params({"k": 9})
+    inputs = polyval.make_inputs(4321, params, seed=4)
+    x, c = inputs.split["x"], inputs.whole["c"]
+    whole, blocked = np.empty_like(x), np.empty_like(x)
+    _horner_numpy(x, c, whole, block=x.shape[0])
+    _horner_numpy(x, c, blocked, block=1000)  # four full blocks and a partial one
+    np.testing.assert_array_equal(blocked.view(np.uint32), whole.view(np.uint32))
 
 
 def test_inputs_are_fixed_by_seed_random_and_never_zero(polyval):
