@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from gpukit import model, phases
 
 BASELINE = "serial/numpy"
+FALLBACK_BASELINE = "serial/python"  # for a kernel that has no NumPy implementation
 
 # A phase or cost "dominates" above this share of a case's time.
 DOMINANT_SHARE = 0.5
@@ -111,11 +112,21 @@ def index(data: dict) -> dict[tuple, dict]:
 
 
 def baseline(data: dict, case: dict) -> dict | None:
-    return index(data).get((params_key(case["params"]), BASELINE, 1, case["n"]))
+    return _baseline(index(data), case)
+
+
+def _baseline(idx: dict, case: dict) -> dict | None:
+    """Serial NumPy at the case's size, or serial pure Python for a kernel without NumPy."""
+    key = params_key(case["params"])
+    for label in (BASELINE, FALLBACK_BASELINE):
+        found = idx.get((key, label, 1, case["n"]))
+        if found is not None:
+            return found
+    return None
 
 
 def speedup_vs_baseline(idx: dict, case: dict) -> float | None:
-    base = idx.get((params_key(case["params"]), BASELINE, 1, case["n"]))
+    base = _baseline(idx, case)
     if base is None:
         return None
     return wall(base) / wall(case)
@@ -466,7 +477,8 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
         pkey = params_key(pset)
         # Each finding opens with its parameter set ("[k=2] "), or nothing for a kernel without one.
         ptxt = f"[{params_text(pset)}] " if pset else ""
-        for rule in (_fastest_findings, _threads_findings, _process_findings, _scaling_findings):
+        for rule in (_fastest_findings, _threads_findings, _process_findings, _mpi_findings,
+                     _scaling_findings):
             out.extend(rule(idx, pkey, ptxt, data))
         out.extend(_gpu_findings(data, idx, pkey, ptxt))
     out.extend(_model_findings(data, ceil, verdicts))
@@ -511,11 +523,12 @@ def _fastest_findings(idx, pkey, ptxt, data):
     switches = []
     for i, st in enumerate(stretches):
         (label, w), lo, hi = st.variant, st.from_n, st.to_n
-        name = _variant_name(label, w)
-        tied = "; ".join(f"{_variant_name(*lw)} at n=" + ", ".join(fmt_n(n) for n in ns)
+        name = _variant_name(label, w, data)
+        tied = "; ".join(f"{_variant_name(*lw, data)} at n=" + ", ".join(fmt_n(n) for n in ns)
                          for lw, ns in st.tied.items())
         if i == 0 and len(stretches) == 1:
-            part = (f"{name} at every size (n={fmt_n(lo)}..{fmt_n(hi)}"
+            part = (f"{name} at every size ("
+                    + (f"n={fmt_n(lo)}..{fmt_n(hi)}" if hi > lo else f"n={fmt_n(lo)}")
                     + (f"; tied with {tied}" if tied else "") + ")")
         elif i == 0:
             part = f"{name} up to n={fmt_n(hi)}"
@@ -548,8 +561,12 @@ def _fastest_findings(idx, pkey, ptxt, data):
     return [Finding("fastest", text, {"winners": winners, "switches": switches})]
 
 
-def _variant_name(label: str, workers: int) -> str:
-    return label + (f" x{workers}" if workers > 1 else "")
+def _variant_name(label: str, workers: int, data: dict | None = None) -> str:
+    """'threads/numpy x2'; the worker count of a parallel backend always shows (x1 too), that
+    of serial and GPU variants never."""
+    backend = label.split("/", 1)[0]
+    parallel = (data["backends"].get(backend, {}).get("parallel") if data else workers > 1)
+    return label + (f" x{workers}" if parallel else "")
 
 
 def _threads_findings(idx, pkey, ptxt, data):
@@ -579,14 +596,14 @@ def _threads_findings(idx, pkey, ptxt, data):
                            f"(spread {spread:.0%})")
             else:
                 verdict = "it scales: this Python runs without the GIL"
-            text = (f"{ptxt}{label} on {w} threads: {speedup:.2f}x serial/{impl}"
+            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl}"
                     + (f", {vs_one:.2f}x one thread" if vs_one is not None else "")
                     + f" at n={fmt_n(n)} ({verdict}).")
         else:
             x = crossover(walls(serial), walls(threads))
             numbers["crossover"] = dataclasses.asdict(x)
             numbers["crossover_n"] = x.n
-            text = (f"{ptxt}{label} on {w} threads: {speedup:.2f}x serial/{impl} at "
+            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl} at "
                     f"n={fmt_n(n)} (NumPy releases the GIL in each ufunc); threads beat serial "
                     f"{x.text()}.")
         found.append(Finding("threads", text, numbers))
@@ -609,11 +626,41 @@ def _process_findings(idx, pkey, ptxt, data):
         x = crossover(walls(serial), walls(cases))
         numbers[transfer] = {"workers": w, "n": n, "speedup": speedup, "transfer_share": share,
                              "crossover": dataclasses.asdict(x), "crossover_n": x.n}
-        parts.append(f"{transfer}: {speedup:.2f}x serial/numpy at n={fmt_n(n)} on {w} processes, "
-                     f"{share:.0%} of it moving data, ahead of serial {x.text()}")
+        parts.append(f"{transfer}: {speedup:.2f}x serial/numpy at n={fmt_n(n)} on {w} "
+                     f"process{'es' * (w != 1)}, {share:.0%} of it moving data, ahead of serial "
+                     f"{x.text()}")
     if not parts:
         return []
     return [Finding("processes", f"{ptxt}processes/numpy " + "; ".join(parts) + ".", numbers)]
+
+
+def _mpi_findings(idx, pkey, ptxt, data):
+    """Does splitting over R ranks pay, and what does moving the data cost: at the largest n,
+    each rank count against serial NumPy, with the share of scatter and gather."""
+    serial = series(idx, pkey, BASELINE, 1)
+    ranks = sorted({w for (p, l, w, _n) in idx if p == pkey and l == "mpi/numpy"})
+    if not serial or not ranks:
+        return []
+    n = max(n for (p, l, _w, n) in idx if p == pkey and l == "mpi/numpy" and n in serial)
+    parts, numbers = [], {"n": n, "ranks": {}}
+    for r in ranks:
+        case = idx.get((pkey, "mpi/numpy", r, n))
+        if case is None:
+            continue
+        speedup = wall(serial[n]) / wall(case)
+        share = transfer_share(case, data)
+        numbers["ranks"][r] = {"speedup": speedup, "transfer_share": share}
+        parts.append(f"{r}: {speedup:.2f}x ({share:.0%} scatter and gather)")
+    split = {r: v["speedup"] for r, v in numbers["ranks"].items() if r > 1}
+    best = max(split, key=split.get) if split else None
+    if best is None:
+        verdict = "one rank only: run more to see whether splitting pays"
+    elif split[best] > 1 + MIN_CHANGE:
+        verdict = f"splitting pays, most on {best} ranks"
+    else:
+        verdict = "splitting over ranks does not pay here"
+    return [Finding("mpi", f"{ptxt}mpi/numpy at n={fmt_n(n)} against serial/numpy, by ranks: "
+                    + ", ".join(parts) + f"; {verdict}.", numbers)]
 
 
 def _scaling_findings(idx, pkey, ptxt, data):
@@ -689,7 +736,7 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
     text = (f"model: {acc.within} of {acc.scored} cases within {model.WITHIN:.0%} of the "
             f"prediction, {acc.far} more than {model.FAR:g}x off")
     if acc.anchors:
-        text += f" ({acc.anchors} calibration cases not counted)"
+        text += f" ({acc.anchors} calibration case{'s' * (acc.anchors != 1)} not counted)"
     if acc.worst is not None and acc.worst.far:
         p, label, w, n = acc.worst.key
         text += (f"; furthest: {label} x{w} at n={fmt_n(n)} ({params_text(dict(p))}), "

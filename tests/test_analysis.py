@@ -119,6 +119,32 @@ def test_gpu_launch_and_transfer_bound():
     assert 90 < lim.percent < 110
 
 
+def test_speedups_are_against_serial_numpy_or_serial_python_for_a_kernel_without_numpy():
+    n = 2**12
+    py = [synthetic.make_case("serial/python", n, {COMPUTE: 4e-3}),
+          synthetic.make_case("threads/python", n, {COMPUTE: 2e-3}, workers=2)]
+    idx = analysis.index(results_with(py))
+    assert analysis.speedup_vs_baseline(idx, py[1]) == pytest.approx(2.0)
+    both = [*py, synthetic.make_case("serial/numpy", n, {COMPUTE: 1e-3})]
+    idx = analysis.index(results_with(both))
+    assert analysis.speedup_vs_baseline(idx, py[1]) == pytest.approx(0.5)
+
+
+def test_mpi_finding_says_whether_splitting_pays_and_what_moving_data_costs():
+    n = 2**22
+    cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: 10e-3}),
+             synthetic.make_case("mpi/numpy", n, {IN: 1e-3, COMPUTE: 10e-3, OUT: 1e-3}, workers=1),
+             synthetic.make_case("mpi/numpy", n, {IN: 1.5e-3, COMPUTE: 5e-3, OUT: 1.5e-3},
+                                 workers=2)]
+    data = results_with(cases, backends={"serial": False, "mpi": False})
+    found = [f for f in analysis.analyze(data).findings if f.topic == "mpi"]
+    assert len(found) == 1
+    assert found[0].numbers["ranks"][2]["speedup"] == pytest.approx(10 / 8)
+    assert found[0].numbers["ranks"][2]["transfer_share"] == pytest.approx(3 / 8)
+    assert "2: 1.25x (38% scatter and gather)" in found[0].text
+    assert "splitting pays, most on 2 ranks" in found[0].text
+
+
 # -- the model -----------------------------------------------------------------------------------
 
 FIGS = {"host_numpy_1t_gflops": 10.0, "host_python_1t_gflops": 0.05, "host_copy_1t_gbps": 20.0,
