@@ -26,6 +26,8 @@ from gpukit import model, phases
 
 BASELINE = "serial/numpy"
 FALLBACK_BASELINE = "serial/python"  # for a kernel that has no NumPy implementation
+# A case faster than its ceiling by more than timing noise: the ceiling's conditions differ.
+OVER_CEILING_PCT = 110.0
 
 # A phase or cost "dominates" above this share of a case's time.
 DOMINANT_SHARE = 0.5
@@ -320,6 +322,12 @@ def _of(percent: float | None, ceiling: float | None, unit: str, name: str, ceil
             return "(no ceiling for this path)"
         return f"(no {name} ceiling to hold it against: run `gpukit limits`)"
     src = "" if ceil.sources.get(name) == model.LIMITS_SOURCE else ", the best this run reached"
+    if percent > OVER_CEILING_PCT and not src:
+        # `gpukit limits` measures on data larger than the caches (and pickling on one stream);
+        # a small problem's data can stay in cache, and several workers move data side by side.
+        return (f"({percent:.0f}% of {ceiling:.3g} {unit}: above that ceiling, which is measured "
+                f"on data larger than the caches by one worker, so this case's data likely "
+                f"stayed in cache or moved on several workers at once)")
     return f"({percent:.0f}% of {ceiling:.3g} {unit}{src})"
 
 

@@ -103,6 +103,17 @@ def test_memory_vs_compute_bound_by_intensity_against_the_ridge():
     assert lim.percent == pytest.approx(100 * (2 * 64 * 2**20 / 1e-2 / 1e9) / 10.0)
 
 
+def test_a_case_above_its_ceiling_says_why_it_can_be():
+    ceilings = {"host_numpy_1t_gflops": 10.0, "host_copy_1t_gbps": 20.0}
+    # k=1 at 2^16: 8 bytes a point in 10 us is 52 GB/s, well above a 20 GB/s copy out of cache.
+    fast = synthetic.make_case("serial/numpy", 2**16, {COMPUTE: 10e-6}, params={"k": 1})
+    lim = classify(fast, ceilings=ceilings)
+    assert lim.kind == "memory" and lim.percent > 200
+    assert "above that ceiling" in lim.text and "stayed in cache" in lim.text
+    usual = synthetic.make_case("serial/numpy", 2**20, {COMPUTE: 1e-3}, params={"k": 1})
+    assert "above that ceiling" not in classify(usual, ceilings=ceilings).text
+
+
 def test_without_ceilings_the_limit_says_which_it_lacks():
     lim = classify(synthetic.make_case("serial/numpy", 2**20, {COMPUTE: 1e-3}))
     assert lim.percent is None and "gpukit limits" in lim.text
