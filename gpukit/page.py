@@ -1,7 +1,9 @@
-"""One self-contained HTML page of a results dict: machine facts, findings, figures, tables.
+"""One self-contained HTML page of a results dict: machine facts, findings, figures, tables;
+and the same in Markdown, for a README, a pull request or an issue.
 
-Everything is inside the file (figures as base64 PNG, styles inline, no scripts, nothing fetched),
-so it can be mailed to a colleague and opened anywhere.
+Everything is inside the HTML file (figures as base64 PNG, styles inline, no scripts, nothing
+fetched), so it can be mailed to a colleague and opened anywhere. The Markdown links its figures
+from the folder `report --plots` wrote them to.
 """
 
 from __future__ import annotations
@@ -140,3 +142,35 @@ def html_page(data: dict, an: analysis.Analysis | None = None, title: str | None
 
 
 __all__ = ["html_page"]
+
+
+def markdown_page(data: dict, an: analysis.Analysis | None = None, title: str | None = None,
+                  figure_paths: dict[str, str] | None = None) -> str:
+    """The findings, figures (as links to `figure_paths`, by figure name), machine, ceilings,
+    cases far from the model and what limits each variant, as Markdown."""
+    an = an if an is not None else analysis.analyze(data)
+    title = title or f"gpukit: {data['sweep']['kernel']} on {data['machine'].get('hostname', '?')}"
+    counts = format.status_counts(data)
+
+    def bullets(lines):
+        return [f"- {line}" for line in lines] or ["none"]
+
+    parts = [f"# {title}", ""]
+    partial = format.partial_text(data)
+    if partial:
+        parts += [f"**{partial}**", ""]
+    parts += [f"{len(data['cases'])} cases: "
+              + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+              + f"; measured {data.get('created', '?')} by `{' '.join(data.get('command') or [])}`"
+              + ", rendered by `gpukit report`.", "",
+              "## Findings", "", *format.finding_lines(data, an), ""]
+    if figure_paths:
+        parts += ["## Figures", ""]
+        for name, path in figure_paths.items():
+            parts += [f"![{CAPTIONS[name]}]({path})", "", f"*{CAPTIONS[name]}*", ""]
+    parts += ["## Machine", "", *bullets(format.machine_lines(data) + format.backend_lines(data)),
+              "", "## Ceilings the model used", "", *bullets(format.ceiling_lines(data, an)), "",
+              "## Cases far from the model", "", *bullets(format.flag_lines(data, an)), "",
+              "## What limits each variant at its largest size", "",
+              *bullets(format.limit_lines(data, an)), ""]
+    return "\n".join(parts)

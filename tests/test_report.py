@@ -60,6 +60,20 @@ def test_report_prints_table_findings_and_writes_csv_html_plots(cli, tmp_path):
     assert all(row["reason"] and row["wall_s"] == "" for row in skipped)
 
 
+def test_report_writes_markdown_that_links_the_plots_it_wrote(cli, tmp_path):
+    md = tmp_path / "docs" / "findings.md"
+    proc = cli("report", str(synthetic.CPU_RESULTS), "--quiet", "--markdown", str(md),
+               "--plots", str(tmp_path / "docs" / "plots"))
+    assert proc.returncode == 0, proc.stderr
+    text = md.read_text()
+    data = json.loads(synthetic.CPU_RESULTS.read_text())
+    for line in format.finding_lines(data):
+        assert line in text
+    links = [line[line.index("](") + 2:-1] for line in text.splitlines() if line.startswith("![")]
+    assert len(links) == 4 and all((md.parent / link).is_file() for link in links)
+    assert "## What limits each variant at its largest size" in text
+
+
 def test_report_and_page_of_an_interrupted_run_say_it_is_partial(cli, tmp_path):
     data = synthetic.load_cpu()
     data.update(complete=False, note="interrupted")

@@ -1,12 +1,14 @@
 """`gpukit report RESULTS.json`: a saved run's table, findings and plots again, without measuring.
 
 `--html` writes one self-contained page (figures embedded), `--plots DIR` the figures as PNG and
-SVG, `--csv` the case table. The model holds each case against the ceilings saved in the results
+SVG, `--csv` the case table, `--markdown` the findings and facts as Markdown (linking the figures
+that --plots writes). The model holds each case against the ceilings saved in the results
 file, else those `gpukit limits` stored for that machine, else `--ceilings FILE`'s.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from gpukit.commands import EXIT_OK, console
@@ -21,6 +23,9 @@ def add_parser(sub) -> None:
     p.add_argument("--html", metavar="OUT.html", help="write one self-contained HTML page")
     p.add_argument("--plots", metavar="DIR", help="write the figures as PNG and SVG into DIR")
     p.add_argument("--csv", metavar="OUT.csv", help="write the case table as CSV")
+    p.add_argument("--markdown", metavar="OUT.md",
+                   help="write the findings, machine, ceilings and limits as Markdown (with "
+                        "--plots, linking the figures)")
     p.add_argument("--ceilings", metavar="CEILINGS.json",
                    help="machine ceilings to hold the cases against (default: those saved with "
                         "the results, else the ones `gpukit limits` stored for that machine)")
@@ -104,6 +109,14 @@ def run(args) -> int:
             raise UsageError(f"cannot write plots to {args.plots}: {exc.strerror or exc}") from None
     if args.html:
         written.append(write_text(args.html, page.html_page(data, an, figures=figs), "HTML page"))
+    if args.markdown:
+        links = None
+        if args.plots:
+            # Relative to the Markdown file, so the pair can move together.
+            folder = os.path.relpath(args.plots, os.path.dirname(os.path.abspath(args.markdown)))
+            links = {name: os.path.join(folder, f"{name}.png") for name in figs}
+        written.append(write_text(args.markdown, page.markdown_page(data, an, figure_paths=links),
+                                  "Markdown"))
     if written:
         out.print()
         out.print("wrote " + ", ".join(str(p) for p in written), markup=False)
