@@ -213,18 +213,23 @@ class Crossover:
 
     status: "interpolated" (n estimated on log n between `below`, the last measured size where
     b lost, and `above`, the first from which it always wins), "from_start" (b wins at every
-    measured size), "never" (b loses at the largest measured size) or "no_data".
+    measured size), "never" (b loses at the largest measured size; `won_at` lists the smaller
+    sizes where it won all the same) or "no_data".
     """
 
     status: str
     n: float | None = None
     below: int | None = None
     above: int | None = None
+    won_at: tuple[int, ...] = ()
 
     def text(self) -> str:
         if self.status == "from_start":
             return f"at every measured size (from n={fmt_n(self.above)})"
         if self.status == "never":
+            if self.won_at:
+                return ("only at n=" + ", ".join(fmt_n(n) for n in self.won_at)
+                        + ", not at the largest size")
             return "at no size in the sweep"
         if self.status == "no_data":
             return "(no common sizes)"
@@ -243,7 +248,7 @@ def crossover(a: dict[int, float], b: dict[int, float]) -> Crossover:
         return Crossover("no_data")
     wins = [b[n] < a[n] for n in sizes]
     if not wins[-1]:
-        return Crossover("never")
+        return Crossover("never", won_at=tuple(n for n, w in zip(sizes, wins) if w))
     i = len(sizes) - 1
     while i > 0 and wins[i - 1]:
         i -= 1

@@ -52,7 +52,10 @@ def test_crossover_takes_the_last_change_and_the_edge_cases():
     x = crossover(a, {1: 0.5, 2: 2.0, 4: 2.0, 8: 0.5})
     assert (x.below, x.above) == (4, 8)
     assert crossover(a, {n: 0.5 for n in a}) == Crossover("from_start", 1.0, None, 1)
-    assert crossover(a, {1: 0.5, 2: 0.5, 4: 0.5, 8: 2.0}).status == "never"
+    lost_last = crossover(a, {1: 0.5, 2: 0.5, 4: 0.5, 8: 2.0})
+    assert lost_last.status == "never" and lost_last.won_at == (1, 2, 4)
+    assert lost_last.text() == "only at n=1, 2, 4, not at the largest size"
+    assert crossover(a, {n: 2.0 for n in a}).text() == "at no size in the sweep"
     assert crossover(a, {16: 1.0}).status == "no_data"
 
 
