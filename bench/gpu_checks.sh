@@ -71,14 +71,17 @@ stage_compare() {
     # issue's pickled-vs-shared-memory comparison needs.
     step compare-polyval python3 -m gpukit compare --require-gpu --no-progress --run-limit-s 1 \
         -o "$res/compare-polyval-$card.json"
-    [ -f gpukit/commands/report.py ] && step report-polyval python3 -m gpukit report \
-        "$res/compare-polyval-$card.json" --html "$res/compare-polyval-$card.html" --plots "$res/plots-$card"
+    step report-polyval python3 -m gpukit report "$res/compare-polyval-$card.json" --quiet \
+        --html "$res/compare-polyval-$card.html" --plots "$res/plots-$card" \
+        --markdown "$res/findings-polyval-$card.md"
 }
 
 stage_kernels() {
     for k in blackscholes mandelbrot nbody; do
         step "compare-$k" python3 -m gpukit compare --kernel "$k" --require-gpu --no-progress \
             --workers 1,4,16 -o "$res/compare-$k-$card.json"
+        step "report-$k" python3 -m gpukit report "$res/compare-$k-$card.json" --quiet \
+            --markdown "$res/findings-$k-$card.md"
     done
 }
 
@@ -86,6 +89,8 @@ stage_mpi() {
     step compare-mpi python3 -m gpukit compare --backends serial,threads,processes,mpi \
         --impls numpy --param k=2,64 --sizes 2^24 --workers 1,2,4,8,16 --no-progress \
         -o "$res/compare-mpi-$card.json"
+    step report-mpi python3 -m gpukit report "$res/compare-mpi-$card.json" --quiet \
+        --markdown "$res/findings-mpi-$card.md"
 }
 
 case $stage in
