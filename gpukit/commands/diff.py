@@ -89,7 +89,7 @@ def run(args) -> int:
     if failing:
         worst = max(failing, key=lambda c: c.change)
         p, label, w, n = worst.key
-        print(f"error: {len(failing)} case(s) slower by more than {threshold:.0%} beyond the "
+        print(f"error: {len(failing)} case(s) slower by more than {threshold * 100:g}% beyond the "
               f"noise; worst {label} x{w} at n={fmt_n(n)} ({params_text(dict(p))}): "
               f"{worst.change:+.1%}", file=sys.stderr)
         return EXIT_FAILED
@@ -154,6 +154,6 @@ def summary_lines(d: analysis.Diff, a_name: str, b_name: str,
                      f"by a robust standard deviation of {math.expm1(d.run_noise):.1%}).")
     if threshold is not None and d.run_noise is not None and d.run_bar > threshold:
         lines.append(f"note: the run-to-run noise between {a_name} and {b_name} hides changes "
-                     f"below {d.run_bar:.0%}, so --fail-slower {threshold:.0%} cannot catch a "
+                     f"below {d.run_bar:.0%}, so --fail-slower {threshold * 100:g}% cannot catch a "
                      f"smaller slowdown here (compare runs made on a quieter machine).")
     return lines
