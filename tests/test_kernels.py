@@ -389,6 +389,17 @@ def test_readme_example_cuda_on_host_agrees_with_reference():
     assert _untouched(pad)
 
 
+@pytest.mark.parametrize("name, module", [("blackscholes", bs_module),
+                                          ("mandelbrot", mb_module)])
+def test_numpy_blocks_give_the_same_result_as_one_block(name, module, monkeypatch):
+    params = PARAM_SETS[name][0]
+    kernel, _inputs, _ref, whole = numpy_output(name, params, SIZES[name])
+    monkeypatch.setattr(module, "NUMPY_BLOCK", 100)  # ten full blocks and a partial one
+    _kernel, _inputs, _ref, blocked = numpy_output(name, params, SIZES[name])
+    for out_name in whole:
+        np.testing.assert_array_equal(blocked[out_name], whole[out_name])
+
+
 def test_inputs_split_rows_and_whole_arrays():
     for name in PARAM_SETS:
         kernel = kernels.load(name)
