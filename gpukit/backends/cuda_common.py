@@ -86,7 +86,8 @@ import numpy as np
 from gpukit import phases
 from gpukit.backends.base import RunTiming, Variant
 from gpukit.errors import KernelError, UsageError
-from gpukit.kernels.base import CudaLaunch, Inputs, Kernel, mark_unwritten
+from gpukit.kernels.base import (CudaLaunch, Inputs, Kernel, check_cuda_args,
+                                 mark_unwritten)
 
 # Host memory for the copies: the user's NumPy arrays as they are (the driver stages them through
 # its own pinned buffer), or page-locked buffers the backend fills once in prepare().
@@ -190,20 +191,10 @@ def make_problem(kernel: Kernel, params: Mapping[str, int], inputs: Inputs) -> P
     arrays = {name: np.ascontiguousarray(a) for name, a in {**inputs.split, **inputs.whole}.items()}
     outputs = {name: np.dtype(dt) for name, dt in kernel.output_dtypes(params).items()}
     launch = kernel.cuda_launch(n, params)
-    scalars = {}
-    for arg in launch.args:
-        if isinstance(arg, str):
-            if arg not in arrays and arg not in outputs:
-                raise KernelError(f"kernel {kernel.name}: CUDA argument {arg!r} is neither an "
-                                  f"input nor an output")
-            continue
-        name, scalar_type = arg
-        # `n` is the problem size; any other scalar is a kernel parameter.
-        value = n if name == "n" else params.get(name)
-        if value is None:
-            raise KernelError(f"kernel {kernel.name}: CUDA scalar {name!r} is neither n nor "
-                              f"a parameter")
-        scalars[name] = scalar_type(value)
+    check_cuda_args(kernel, launch, inputs, params)
+    # `n` is the problem size; any other scalar is a kernel parameter.
+    scalars = {name: scalar_type(n if name == "n" else params[name])
+               for name, scalar_type in (a for a in launch.args if not isinstance(a, str))}
     return Problem(n, arrays, outputs, launch, scalars, tuple(inputs.split))
 
 

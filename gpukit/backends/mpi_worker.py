@@ -149,6 +149,8 @@ class Problem:
         """One timed repetition; on rank 0 returns (outputs, timing), elsewhere None."""
         from mpi4py import MPI
 
+        from gpukit.kernels.base import run_impl
+
         comm = self.comm
         self._maybe_fail()
         comm.Barrier()  # every rank is here: the clock starts with all of them ready
@@ -161,7 +163,7 @@ class Problem:
         comm.Barrier()
         t1 = MPI.Wtime()
         if self.rows:
-            self.impl({name: entry[0] for name, entry in self.split.items()},
+            run_impl(self.impl, {name: entry[0] for name, entry in self.split.items()},
                       {name: entry[0] for name, entry in self.whole.items()},
                       {name: entry[0] for name, entry in self.out.items()}, self.params)
         compute_s = MPI.Wtime() - t1

@@ -29,6 +29,7 @@ import numpy as np
 from gpukit.backends.base import (Backend, RunTiming, Startup, Variant, chunk_bounds, host_phases,
                                   slice_rows)
 from gpukit.errors import UsageError
+from gpukit.kernels.base import mark_unwritten, run_impl
 
 TRANSFERS = ("pickle", "shm")
 
@@ -65,7 +66,7 @@ def _run_pickled(spec, impl, params, split, whole):
     kernel = kernels.load(spec)
     n = next(iter(split.values())).shape[0]
     out = kernel.alloc_outputs(n, params)
-    kernel.host_impls()[impl](split, whole, out, params)
+    run_impl(kernel.host_impls()[impl], split, whole, out, params)
     return out, t_recv, time.perf_counter()
 
 
@@ -97,7 +98,7 @@ def _run_shared(spec, impl, params, layout, split_names, whole_names, out_names,
     whole = {name: _view(layout, name) for name in whole_names}
     out = {name: _view(layout, name)[lo:hi] for name in out_names}
     t_recv = time.perf_counter()
-    kernels.load(spec).host_impls()[impl](split, whole, out, params)
+    run_impl(kernels.load(spec).host_impls()[impl], split, whole, out, params)
     return None, t_recv, time.perf_counter()
 
 
@@ -157,6 +158,10 @@ class ProcessesBackend(Backend):
             self._blocks.append(block)
             self._layout[name] = (block.name, shape, dtype.str)
             self._shm_views[name] = np.ndarray(shape, dtype=dtype, buffer=block.buf)
+        for name in kernel.output_dtypes(params):
+            # New shared memory reads 0, which can pass for a result; the first (checked) run
+            # must show a row nobody wrote, as every backend's outputs do.
+            mark_unwritten(self._shm_views[name])
         return Startup({"shm_alloc": self.clock() - t0})
 
     def run(self):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gpukit.backends.base import Backend, RunTiming, Startup, Variant, host_phases
+from gpukit.kernels.base import run_impl
 
 
 class SerialBackend(Backend):
@@ -22,6 +23,6 @@ class SerialBackend(Backend):
     def run(self):
         out = self._kernel.alloc_outputs(self._n, self._params)
         t0 = self.clock()
-        self._impl(self._inputs.split, self._inputs.whole, out, self._params)
+        run_impl(self._impl, self._inputs.split, self._inputs.whole, out, self._params)
         elapsed = self.clock() - t0
         return out, RunTiming(host_phases(0.0, elapsed, 0.0), elapsed)

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gpukit.backends.base import (Backend, RunTiming, Startup, Variant, chunk_bounds, host_phases,
                                   slice_rows)
+from gpukit.kernels.base import run_impl
 
 
 def _noop() -> None:
@@ -45,7 +46,7 @@ class ThreadsBackend(Backend):
         out = self._kernel.alloc_outputs(self._n, self._params)
         split, whole, params = self._inputs.split, self._inputs.whole, self._params
         t0 = self.clock()
-        futures = [self._pool.submit(self._impl, slice_rows(split, lo, hi), whole,
+        futures = [self._pool.submit(run_impl, self._impl, slice_rows(split, lo, hi), whole,
                                      slice_rows(out, lo, hi), params)
                    for lo, hi in self._bounds]
         for f in futures:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from gpukit.errors import UsageError
+from gpukit.errors import KernelError, UsageError
 
 # An implementation fills `out` (views of this chunk's output rows) from `split` (this chunk's
 # rows of the split inputs) and `whole` (inputs every chunk sees). It returns nothing.
@@ -172,6 +172,32 @@ class Kernel:
             "implementations": sorted(self.host_impls()) + (["cuda"] if self.cuda_file else []),
             "spec": self.spec,
         }
+
+
+def run_impl(impl: Callable, split: Mapping, whole: Mapping, out: dict, params: Mapping) -> None:
+    """Call a host implementation, which must write into `out`'s arrays. One that binds a new
+    array to `out[name]` instead would seem to work where the caller reads `out` back (one
+    thread) and not where `out` holds views of shared arrays (chunks, shared memory): say so."""
+    given = dict(out)
+    impl(split, whole, out, params)
+    for name, arr in given.items():
+        if out.get(name) is not arr:
+            raise KernelError(f"it replaced out[{name!r}] with a new array instead of writing "
+                              f"into it: write out[{name!r}][:] = ... (or use out=)")
+
+
+def check_cuda_args(kernel: Kernel, launch: CudaLaunch, inputs: Inputs,
+                    params: Mapping[str, int]) -> None:
+    """Every CUDA argument is an input, an output, `n` or a parameter (KernelError if not)."""
+    arrays = {*inputs.split, *inputs.whole}
+    for arg in launch.args:
+        if isinstance(arg, str):
+            if arg not in arrays and arg not in kernel.outputs:
+                raise KernelError(f"kernel {kernel.name}: CUDA argument {arg!r} is neither an "
+                                  f"input nor an output")
+        elif arg[0] != "n" and arg[0] not in params:
+            raise KernelError(f"kernel {kernel.name}: CUDA scalar {arg[0]!r} is neither n nor "
+                              f"a parameter")
 
 
 def mark_unwritten(arr: np.ndarray) -> np.ndarray:

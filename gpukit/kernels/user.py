@@ -358,3 +358,33 @@ def validate(kernel: Kernel, where: str) -> None:
     if set(dtypes) != set(kernel.outputs):
         raise UsageError(f"{label}: output_dtypes() gives {sorted(dtypes)} but outputs are "
                          f"{sorted(kernel.outputs)}")
+    _try_small_problem(kernel, label, defaults[0] if defaults else kernel.resolve_params())
+
+
+def _try_small_problem(kernel: Kernel, label: str, params: Mapping[str, int]) -> None:
+    """Make a 4-row problem and its reference, and check the CUDA arguments against it, so that
+    a mistake there is one line now rather than a traceback or a failed case per size later."""
+    from gpukit.errors import KernelError
+    from gpukit.kernels.base import check_cuda_args
+    try:
+        inputs = kernel.make_inputs(4, params)
+    except Exception as exc:
+        raise UsageError(f"{label}: making a 4-row problem failed: {_one_line(exc)}") from None
+    for step, call in (("reference", lambda: kernel.reference(inputs, params)),
+                       ("work", lambda: kernel.work(4, params))):
+        try:
+            result = call()
+        except Exception as exc:
+            raise UsageError(f"{label}: {step}() of a 4-row problem raised "
+                             f"{_one_line(exc)}") from None
+        if step == "reference":
+            missing = [o for o in kernel.outputs if o not in (result or {})]
+            if missing:
+                raise UsageError(f"{label}: reference() gives no {missing[0]!r}; it returns "
+                                 f"every output by name")
+    if kernel.cuda_file is not None:
+        try:
+            check_cuda_args(kernel, kernel.cuda_launch(4, params), inputs, params)
+        except (KernelError, NotImplementedError) as exc:
+            raise UsageError(f"{label}: {str(exc).removeprefix(f'kernel {kernel.name}: ')}") \
+                from None
