@@ -66,6 +66,14 @@ def params_text(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
+def case_text(key: tuple, data: dict | None = None) -> str:
+    """'[k=2] threads/numpy x2 at n=2^20' for a case key; no brackets for a parameterless
+    kernel, no worker count for serial and GPU variants."""
+    p, label, w, n = key
+    ptxt = f"[{params_text(dict(p))}] " if p else ""
+    return f"{ptxt}{_variant_name(label, w, data)} at n={fmt_n(n)}"
+
+
 def ok_cases(data: dict) -> list[dict]:
     return [c for c in data["cases"] if c.get("status") == "ok"]
 
@@ -485,7 +493,7 @@ def findings(data: dict, stored_ceilings: dict | None = None) -> list[Finding]:
 
 def _findings(data, ceil, verdicts) -> list[Finding]:
     idx = index(data)
-    out: list[Finding] = []
+    out: list[Finding] = _failure_findings(data)
     for pset in data["sweep"]["param_sets"]:
         pkey = params_key(pset)
         # Each finding opens with its parameter set ("[k=2] "), or nothing for a kernel without one.
@@ -496,6 +504,29 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
         out.extend(_gpu_findings(data, idx, pkey, ptxt))
     out.extend(_model_findings(data, ceil, verdicts))
     return out
+
+
+def _failure_findings(data: dict) -> list[Finding]:
+    """Failed cases first: every other finding leaves them out, so it must not read as whole."""
+    first: dict[tuple, dict] = {}
+    for c in data["cases"]:
+        if c.get("status") == "failed":
+            key = (params_key(c["params"]), c["label"], c["workers"])
+            if key not in first or c["n"] < first[key]["n"]:
+                first[key] = c
+    if not first:
+        return []
+    parts = []
+    for (pkey, label, w), c in sorted(first.items(), key=lambda kv: (kv[0], kv[1]["n"])):
+        ptxt = f"[{params_text(dict(pkey))}] " if pkey else ""
+        reason = (c.get("reason") or "").split(": ", 1)[-1]
+        parts.append(f"{ptxt}{_variant_name(label, w, data)} from n={fmt_n(c['n'])} "
+                     f"({reason[:120]}{'...' if len(reason) > 120 else ''})")
+    failed = sum(c.get("status") == "failed" for c in data["cases"])
+    return [Finding("failed", f"failed: {failed} case{'s' * (failed != 1)}, which the findings "
+                    f"below leave out: " + "; ".join(parts) + ".",
+                    {"failed": failed, "first": [{"label": k[1], "workers": k[2], "n": c["n"]}
+                                                 for k, c in first.items()]})]
 
 
 @dataclasses.dataclass
@@ -752,7 +783,7 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
         text += f" ({acc.anchors} calibration case{'s' * (acc.anchors != 1)} not counted)"
     if acc.worst is not None and acc.worst.far:
         p, label, w, n = acc.worst.key
-        text += (f"; furthest: {label} x{w} at n={fmt_n(n)} ({params_text(dict(p))}), "
+        text += (f"; furthest: {case_text(acc.worst.key, data)}, "
                  f"{acc.worst.ratio:.3g}x the prediction")
         numbers["worst"] = {"label": label, "workers": w, "n": n, "ratio": acc.worst.ratio}
     text += f". Ceilings: {'; '.join(src)}."

@@ -228,8 +228,7 @@ def flag_lines(data: dict, an: analysis.Analysis | None = None) -> list[str]:
     for key, verdict in sorted(an.verdicts.items(), key=lambda kv: analysis._key_order(kv[0])):
         text = analysis.flag_text(idx[key], verdict, data)
         if text:
-            p, label, w, n = key
-            lines.append(f"[{params_text(dict(p))}] {label} x{w} at n={fmt_n(n)}: {text}")
+            lines.append(f"{analysis.case_text(key, data)}: {text}")
     return lines
 
 
@@ -244,8 +243,7 @@ def limit_lines(data: dict, an: analysis.Analysis | None = None) -> list[str]:
             last[(p, label, w)] = key
     lines = []
     for key in sorted(last.values(), key=analysis._key_order):
-        p, label, w, n = key
-        lines.append(f"[{params_text(dict(p))}] {label} x{w} at n={fmt_n(n)}: "
+        lines.append(f"{analysis.case_text(key, data)}: "
                      f"{an.limits[key].text} (most time in {an.limits[key].dominant})")
     return lines
 

@@ -82,7 +82,7 @@ def _case_table(data, an, pset) -> str:
             cells = "".join(f'<td class="{"l" if k in _LEFT else ""}">{_e(_cell(k, r[k]))}</td>'
                             for _t, k in _COLUMNS)
         body.append(f'<tr class="{cls}">{cells}</tr>')
-    title = f"{data['sweep']['kernel']} ({params_text(pset)})"
+    title = data["sweep"]["kernel"] + (f" ({params_text(pset)})" if pset else "")
     return (f"<h3>{_e(title)}</h3><div class=scroll><table><thead><tr>{head}</tr></thead><tbody>"
             + "".join(body) + "</tbody></table></div>")
 

@@ -244,7 +244,8 @@ def roofline(data: dict, an: analysis.Analysis | None = None) -> Figure:
         ys.append(y)
         widest = max(ww for (pp, ll, ww) in last if pp == p and ll == label)
         ax.scatter([x], [y], color=colors[label], marker=markers[p], s=28 + 6 * math.log2(w),
-                   label=f"{label} ({params_text(dict(p))})" if w == widest else None,
+                   label=(label + (f" ({params_text(dict(p))})" if p else ""))
+                   if w == widest else None,
                    edgecolors="black", linewidths=0.4, zorder=3)
     roofs = _roofs(data, an.ceilings)
     lo_x = min(xs) / 4 if xs else 0.01

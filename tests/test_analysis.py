@@ -133,6 +133,23 @@ def test_gpu_launch_and_transfer_bound():
     assert 90 < lim.percent < 110
 
 
+def test_failed_cases_come_first_in_the_findings_by_variant_and_first_size():
+    n = 2**12
+    ok = synthetic.make_case("serial/python", n, {COMPUTE: 4e-3})
+    failed = [dict(synthetic.make_case("serial/numpy", m, {COMPUTE: 1e-4}), status="failed",
+                   reason=f"kernel x, numpy implementation on serial/numpy x1: boom at {m}")
+              for m in (2**14, n)]
+    found = analysis.analyze(results_with([ok, *failed])).findings
+    assert found[0].topic == "failed" and found[0].numbers["failed"] == 2
+    assert "[k=2] serial/numpy from n=2^12 (boom at 4096)" in found[0].text
+
+
+def test_case_text_leaves_out_what_says_nothing():
+    assert analysis.case_text(((("k", 2),), "threads/numpy", 2, 2**20)) == \
+        "[k=2] threads/numpy x2 at n=2^20"
+    assert analysis.case_text(((), "serial/numpy", 1, 1000)) == "serial/numpy at n=1000"
+
+
 def test_speedups_are_against_serial_numpy_or_serial_python_for_a_kernel_without_numpy():
     n = 2**12
     py = [synthetic.make_case("serial/python", n, {COMPUTE: 4e-3}),

@@ -155,7 +155,7 @@ def test_diff_finds_a_2x_slowdown_beyond_run_to_run_noise(cli, tmp_path):
         data, lambda c: noise(c) * (2.0 if c["label"] == "serial/numpy" else 1.0))))
     r = cli("diff", str(synthetic.CPU_RESULTS), str(slow), "--fail-slower", "10%")
     assert r.returncode == 1
-    assert "6 case(s) slower by more than 10% beyond the noise; worst serial/numpy" in r.stderr
+    assert "6 case(s) slower by more than 10% beyond the noise; worst [k=64] serial/numpy" in r.stderr
     assert "0 faster, 6 slower beyond the noise" in r.stdout
     # a minimum change above the slowdown makes it noise
     assert cli("diff", str(synthetic.CPU_RESULTS), str(slow), "--fail-slower", "10%",

@@ -67,7 +67,6 @@ def parse_percent(text: str, option: str = "--fail-slower") -> float:
 
 def run(args) -> int:
     from gpukit import analysis, format
-    from gpukit.analysis import fmt_n, params_text
     from gpukit.commands.report import load_results
 
     threshold = parse_percent(args.fail_slower) if args.fail_slower is not None else None
@@ -88,10 +87,9 @@ def run(args) -> int:
     failing = [c for c in d.changes if fails(c, threshold)]
     if failing:
         worst = max(failing, key=lambda c: c.change)
-        p, label, w, n = worst.key
         print(f"error: {len(failing)} case(s) slower by more than {threshold * 100:g}% beyond the "
-              f"noise; worst {label} x{w} at n={fmt_n(n)} ({params_text(dict(p))}): "
-              f"{worst.change:+.1%}", file=sys.stderr)
+              f"noise; worst {analysis.case_text(worst.key)}: {worst.change:+.1%}",
+              file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
