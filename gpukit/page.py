@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 
 from gpukit import analysis, format, plots
 from gpukit.analysis import params_text
@@ -87,9 +88,14 @@ def _case_table(data, an, pset) -> str:
             + "".join(body) + "</tbody></table></div>")
 
 
+def _inline(text) -> str:
+    """Escaped text, with `code` spans (as the findings write commands) set as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _e(text))
+
+
 def _list(lines, ordered=False) -> str:
     tag = "ol" if ordered else "ul"
-    return f"<{tag}>" + "".join(f"<li>{_e(line)}</li>" for line in lines) + f"</{tag}>"
+    return f"<{tag}>" + "".join(f"<li>{_inline(line)}</li>" for line in lines) + f"</{tag}>"
 
 
 def _facts(data) -> str:

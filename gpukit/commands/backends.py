@@ -7,7 +7,9 @@ from gpukit.commands import EXIT_OK
 
 def add_parser(sub) -> None:
     p = sub.add_parser("backends", help="list backends, available or not, with the reason")
-    p.add_argument("--kernel", default="polyval")
+    p.add_argument("--kernel", default="polyval",
+                   help="list the variants for this kernel: a name, path/to/file.py:Name or "
+                        "module:Name (default: polyval)")
     p.set_defaults(func=run)
 
 

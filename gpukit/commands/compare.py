@@ -16,7 +16,9 @@ DEFAULT_OUTPUT = "gpukit-results.json"
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="measure every backend over sizes and worker counts")
-    p.add_argument("--kernel", default="polyval", help="kernel to run (default: polyval)")
+    p.add_argument("--kernel", default="polyval",
+                   help="kernel to run: a built-in name (see `gpukit kernels`), "
+                        "path/to/file.py:Name or module:Name (default: polyval)")
     p.add_argument("--param", action="append", metavar="NAME=V1,V2",
                    help="kernel parameter values, e.g. k=2,64 (repeat for several parameters)")
     p.add_argument("--backends", help="comma list (default: serial,threads,processes,cupy,pycuda; "

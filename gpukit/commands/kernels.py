@@ -35,9 +35,10 @@ def kernel_lines(data: dict) -> list[str]:
     lines.append(f"  implementations: {impls}")
     if data["params"]:
         for p in data["params"]:
-            upper = p["maximum"] if p["maximum"] is not None else ""
+            bounds = (f"{p['minimum']}..{p['maximum']}" if p["maximum"] is not None
+                      else f">= {p['minimum']}")
             lines.append(f"  --param {p['name']}=N  default {p['default']} "
-                         f"(range {p['minimum']}..{upper}): {p['help']}")
+                         f"({bounds}): {p['help']}")
         sets = "; ".join(",".join(f"{k}={v}" for k, v in s.items()) or "defaults"
                          for s in data["default_param_sets"])
         lines.append(f"  default sets: {sets}")
