@@ -787,6 +787,10 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
                  f"{acc.worst.ratio:.3g}x the prediction")
         numbers["worst"] = {"label": label, "workers": w, "n": n, "ratio": acc.worst.ratio}
     text += f". Ceilings: {'; '.join(src)}."
+    if data["cases"] and all(not (c.get("work") or {}).get("flops") for c in data["cases"]):
+        # A user's kernel that declares no work: the model can only see bytes.
+        text += (" The kernel declares no FLOPs, so the model prices its arithmetic at "
+                 "nothing (a user kernel: set flops_per_row).")
     return [Finding("model", text, numbers)]
 
 

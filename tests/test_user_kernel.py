@@ -239,6 +239,31 @@ def test_bad_spec_on_the_cli_exits_2_with_one_line(gpukit_cli, broken_file):
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
 
 
+def test_flops_per_row_can_depend_on_the_parameters(tmp_path):
+    path = tmp_path / "param_kernel.py"
+    path.write_text(textwrap.dedent('''
+        import numpy as np
+        from gpukit.kernels import Param
+        from gpukit.kernels.user import SimpleKernel
+
+        class Iterated(SimpleKernel):
+            name = "iterated"
+            outputs = ("z",)
+            params = (Param("iters", default=4, help="passes per row", minimum=1),)
+            def flops_per_row(self, params):
+                return 3 * params["iters"]
+            def split_inputs(self, n, params, rng):
+                return {"x": rng.standard_normal(n, dtype=np.float32)}
+            def reference(self, inputs, params):
+                return {"z": inputs.split["x"].astype(np.float64)}
+            def numpy(self, split, whole, out, params):
+                out["z"][:] = split["x"]
+    '''))
+    kernel = kernels.load(f"{path}:Iterated")
+    assert kernel.work(100, {"iters": 4}).flops == 1200
+    assert kernel.work(100, {"iters": 256}).flops == 76800
+
+
 def test_invalid_definitions_are_refused_at_load_time(tmp_path):
     path = tmp_path / "invalid.py"
     path.write_text(textwrap.dedent('''

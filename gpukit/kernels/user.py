@@ -71,7 +71,9 @@ class SimpleKernel(Kernel):
 
     Required: `name`, `outputs`, `split_inputs`, `reference`. Optional: `whole_inputs`,
     `summary`, `params` and `default_param_sets`, `output_dtype` (float32 unless set),
-    `tolerance`, `flops_per_row`, the `python` and `numpy` methods, and a CUDA version:
+    `tolerance`, `flops_per_row` (a number, or a method `flops_per_row(self, params)` when the
+    work depends on a parameter; the model and the GFLOP/s column rest on it), the `python` and
+    `numpy` methods, and a CUDA version:
     `cuda_code` (a string) or `cuda_file` (a path, relative to your .py file), the
     `cuda_function` name (default: `name`), its `cuda_args` (default: split inputs, whole
     inputs, outputs, then `("n", np.int64)`), and `cuda_block` threads per block (grid = enough
@@ -145,7 +147,10 @@ class SimpleKernel(Kernel):
     def work(self, n, params) -> Work:
         row_bytes, whole_bytes = self._input_bytes(tuple(sorted(params.items())))
         out_bytes = sum(dt.itemsize for dt in self.output_dtypes(params).values())
-        return Work(flops=float(self.flops_per_row) * n, bytes_in=row_bytes * n + whole_bytes,
+        per_row = self.flops_per_row
+        if callable(per_row):  # a method: the FLOPs per row depend on the parameters
+            per_row = per_row(params)
+        return Work(flops=float(per_row) * n, bytes_in=row_bytes * n + whole_bytes,
                     bytes_out=out_bytes * n)
 
     @functools.lru_cache(maxsize=16)
