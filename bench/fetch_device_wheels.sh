@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
 # Fill .gpu-wheels/ (ignored by git) with what the GPU test machine lacks and cannot download:
-# PyCUDA and its dependencies (built there, kept in ../shared/device-wheels) and gpukit's own
-# pure-Python and binary dependencies for its Python (CPython 3.12, x86-64).
+# PyCUDA and its dependencies, built there and kept in ../shared/device-wheels. The machine's
+# image already has gpukit's other needs (NumPy, CuPy, rich, matplotlib, pytest, mpi4py), and
+# its own NumPy is the one its CuPy was built against, so nothing else travels.
 # Run here, then name .gpu-wheels in the device call's carry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .gpu-wheels
 grep -qx '/.gpu-wheels/' .git/info/exclude 2>/dev/null || echo '/.gpu-wheels/' >> .git/info/exclude
+rm -f .gpu-wheels/*.whl
 cp ../shared/device-wheels/*.whl .gpu-wheels/
-python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-    -d .gpu-wheels rich matplotlib pytest 2> >(grep -v "is ignored" >&2)
-# The machine's own NumPy is the one its CuPy was built and tested with: keep it.
-rm -f .gpu-wheels/numpy-*.whl
 ls .gpu-wheels
 du -sh .gpu-wheels
