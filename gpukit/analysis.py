@@ -713,13 +713,25 @@ def _scaling_findings(idx, pkey, ptxt, data):
     if not results:
         return []
     parts = []
+    superlinear = False
     for s in results:
         eff = ", ".join(f"{w}: {e:.0%}" for w, e in zip(s.workers, s.efficiency))
-        sat = (f"no gain beyond {s.saturates_at} worker{'s' * (s.saturates_at > 1)}"
-               if s.saturates_at is not None else f"still gaining at {s.workers[-1]}")
+        backend, impl = (s.label.split("/") + [""])[:2]
+        if backend == "threads" and impl in model.GIL_HOLDING and s.speedup[-1] < GIL_SPEEDUP:
+            # The same test as the threads finding's: a few percent is not the GIL letting go.
+            sat = "GIL-bound, no real gain"
+        elif s.saturates_at is not None:
+            sat = f"no gain beyond {s.saturates_at} worker{'s' * (s.saturates_at > 1)}"
+        else:
+            sat = f"still gaining at {s.workers[-1]}"
+        superlinear = superlinear or max(s.efficiency) > 1 + MIN_CHANGE
         parts.append(f"{s.label} {s.speedup[-1]:.2f}x on {s.workers[-1]} at n={fmt_n(s.n)}, "
                      f"{sat} (efficiency {eff})")
     note = "" if results[0].workers[0] == 1 else " (speedup taken against the fewest workers)"
+    if superlinear:
+        note += ("; an efficiency above 100% means the one-worker run paid for something the "
+                 "others split or avoided (its data out of cache, or the main thread's memory "
+                 "allocation)")
     return [Finding("scaling", f"{ptxt}scaling: " + "; ".join(parts) + note + ".",
                     {s.label: dataclasses.asdict(s) for s in results})]
 

@@ -144,6 +144,17 @@ def test_failed_cases_come_first_in_the_findings_by_variant_and_first_size():
     assert "[k=2] serial/numpy from n=2^12 (boom at 4096)" in found[0].text
 
 
+def test_scaling_calls_gil_holding_threads_gil_bound_and_explains_superlinear_efficiency():
+    n = 2**16
+    cases = [synthetic.make_case("threads/python", n, {COMPUTE: 1.0}, workers=1),
+             synthetic.make_case("threads/python", n, {COMPUTE: 0.87}, workers=2),
+             synthetic.make_case("processes/numpy/shm", n, {COMPUTE: 1.0}, workers=1),
+             synthetic.make_case("processes/numpy/shm", n, {COMPUTE: 0.4}, workers=2)]
+    found = [f for f in analysis.analyze(results_with(cases)).findings if f.topic == "scaling"]
+    assert "threads/python 1.15x on 2 at n=2^16, GIL-bound, no real gain" in found[0].text
+    assert "efficiency above 100%" in found[0].text  # 2.5x on 2 processes
+
+
 def test_case_text_leaves_out_what_says_nothing():
     assert analysis.case_text(((("k", 2),), "threads/numpy", 2, 2**20)) == \
         "[k=2] threads/numpy x2 at n=2^20"
