@@ -153,7 +153,8 @@ class Kernel:
         return {name: p.parse(given.get(name, p.default)) for name, p in known.items()}
 
     def alloc_outputs(self, n: int, params: Mapping[str, int]) -> dict[str, np.ndarray]:
-        """Output arrays marked unwritten (NaN, or -1 for integers), so that a row nobody wrote fails the check."""
+        """Output arrays marked unwritten (NaN, or -1 for integers), so that a row nobody wrote
+        fails the check."""
         out = {}
         for name, dtype in self.output_dtypes(params).items():
             out[name] = mark_unwritten(np.empty(n, dtype=dtype))
