@@ -163,7 +163,8 @@ def backend_lines(data: dict) -> list[str]:
             lines.append(f"{name}: unavailable: {entry.get('reason')}")
     sweep = data.get("sweep") or {}
     has = sweep.get("implementations")
-    cpu_backends = [n for n, e in data["backends"].items() if e.get("available") and not e.get("gpu")]
+    cpu_backends = [n for n, e in data["backends"].items()
+                    if e.get("available") and not e.get("gpu")]
     if has is not None and cpu_backends:
         for impl in ("python", "numpy"):
             if impl not in has and (not sweep.get("impls") or impl in sweep["impls"]):
