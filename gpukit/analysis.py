@@ -33,6 +33,8 @@ OVER_CEILING_PCT = 110.0
 DOMINANT_SHARE = 0.5
 # Threads with a GIL-holding implementation "do not scale" below this speedup over one thread.
 GIL_SPEEDUP = 1.3
+# One pool thread this much faster or slower than serial: the threads differ, not the count.
+ONE_THREAD_APART = 1.3
 # Scaling has saturated when the next worker count gains less than this factor.
 SATURATION_GAIN = 1.10
 # diff: significance level of the Mann-Whitney U test, and the fewest runs it is used with.
@@ -650,6 +652,21 @@ def _threads_findings(idx, pkey, ptxt, data):
             text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl} at "
                     f"n={fmt_n(n)} (NumPy releases the GIL in each ufunc); threads beat serial "
                     f"{x.text()}.")
+            one = series(idx, pkey, label, 1).get(n)
+            if one is not None and w > 1:
+                apart = wall(serial[n]) / wall(one)
+                numbers["one_thread_vs_serial"] = apart
+                if not 1 / ONE_THREAD_APART < apart < ONE_THREAD_APART:
+                    # Same work, one thread either way: what differs is the thread. glibc hands
+                    # the main thread's large temporaries back to the system on every free (its
+                    # heap is trimmed, or they were mmapped), so each new one faults its pages in
+                    # again; a pool thread's heap keeps them. Measured here: np.exp on 2^16
+                    # float32 in a loop ran 1.34x slower on the main thread, 1.03x with
+                    # MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ raised.
+                    text += (f" One pool thread alone runs {apart:.2f}x serial: not parallelism "
+                             f"but the main thread against a pool thread (large temporaries cost "
+                             f"the main thread page faults; reusing buffers with out= avoids "
+                             f"them).")
         found.append(Finding("threads", text, numbers))
     return found
 

@@ -155,6 +155,19 @@ def test_scaling_calls_gil_holding_threads_gil_bound_and_explains_superlinear_ef
     assert "efficiency above 100%" in found[0].text  # 2.5x on 2 processes
 
 
+def test_threads_finding_says_when_one_pool_thread_already_differs_from_serial():
+    n = 2**16
+    cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: 4e-3}),
+             synthetic.make_case("threads/numpy", n, {COMPUTE: 1e-3}, workers=1),
+             synthetic.make_case("threads/numpy", n, {COMPUTE: 0.8e-3}, workers=2)]
+    found = [f for f in analysis.analyze(results_with(cases)).findings if f.topic == "threads"]
+    assert found[0].numbers["one_thread_vs_serial"] == pytest.approx(4.0)
+    assert "One pool thread alone runs 4.00x serial: not parallelism" in found[0].text
+    cases[1] = synthetic.make_case("threads/numpy", n, {COMPUTE: 3.9e-3}, workers=1)
+    found = [f for f in analysis.analyze(results_with(cases)).findings if f.topic == "threads"]
+    assert "One pool thread" not in found[0].text
+
+
 def test_case_text_leaves_out_what_says_nothing():
     assert analysis.case_text(((("k", 2),), "threads/numpy", 2, 2**20)) == \
         "[k=2] threads/numpy x2 at n=2^20"
