@@ -6,7 +6,8 @@ Two ways for data to reach the workers, each a variant:
   workers attached to; only names and row offsets travel, and outputs are copied out at the end.
 
 Clocks: workers stamp `time.perf_counter()` when their chunk's data is in hand and when its
-compute is done. On Linux, macOS and Windows that clock is system-wide (CLOCK_MONOTONIC,
+compute is done. With `pickle`, "in hand" includes making the output array the worker fills and
+sends back, as the other backends allocate their outputs outside the compute they time. On Linux, macOS and Windows that clock is system-wide (CLOCK_MONOTONIC,
 mach_absolute_time, QueryPerformanceCounter), so the stamps compare with the parent's, and each run
 splits exactly into transfer_in (until the last worker had its data), compute (until the last
 worker finished) and transfer_out (until the parent holds every output).
@@ -62,12 +63,12 @@ def _wait_all_started() -> int:
 
 def _run_pickled(spec, impl, params, split, whole):
     from gpukit import kernels
-    t_recv = time.perf_counter()
     kernel = kernels.load(spec)
     n = next(iter(split.values())).shape[0]
     out = kernel.alloc_outputs(n, params)
+    t_ready = time.perf_counter()
     run_impl(kernel.host_impls()[impl], split, whole, out, params)
-    return out, t_recv, time.perf_counter()
+    return out, t_ready, time.perf_counter()
 
 
 def _attach(name: str) -> shared_memory.SharedMemory:
