@@ -25,6 +25,7 @@ FIGURES = {
     "host_copy_all_gbps": "the same copy split over all cores with threads",
     "host_numpy_1t_gflops": "NumPy in-cache float32 multiply and add, one thread",
     "host_python_1t_gflops": "pure-Python float multiply-add loop, one thread",
+    "host_python_row_s": "pure Python, per NumPy row: read with tolist, looped, written back",
     "thread_start_s": "start and join one thread",
     "thread_dispatch_s": "round trip of one empty task through a thread pool",
     "process_dispatch_s": "round trip of one empty task through a process pool",

@@ -351,6 +351,10 @@ def _host_compute(case, ceil: Ceilings, parallel: int, notes: list) -> float:
     work = case["work"]
     rate = ceil.get(IMPL_RATE.get(case["impl"], IMPL_RATE["numpy"]))
     t = work["flops"] / (rate * 1e9 * parallel)
+    row_s = ceil.get("host_python_row_s") if case["impl"] in GIL_HOLDING else None
+    if row_s is not None:
+        # The interpreter's cost of each row around the arithmetic: at k=2, most of the time.
+        t += case["n"] * row_s / parallel
     if case["impl"] in MEMORY_SENSITIVE:
         one = ceil.get("host_copy_1t_gbps")
         all_cores = ceil.get("host_copy_all_gbps")

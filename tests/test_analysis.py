@@ -162,7 +162,7 @@ def test_threads_finding_says_when_one_pool_thread_already_differs_from_serial()
              synthetic.make_case("threads/numpy", n, {COMPUTE: 0.8e-3}, workers=2)]
     found = [f for f in analysis.analyze(results_with(cases)).findings if f.topic == "threads"]
     assert found[0].numbers["one_thread_vs_serial"] == pytest.approx(4.0)
-    assert "One pool thread alone runs 4.00x serial: not parallelism" in found[0].text
+    assert "One pool thread alone already runs 4.00x serial" in found[0].text
     cases[1] = synthetic.make_case("threads/numpy", n, {COMPUTE: 3.9e-3}, workers=1)
     found = [f for f in analysis.analyze(results_with(cases)).findings if f.topic == "threads"]
     assert "One pool thread" not in found[0].text
@@ -220,6 +220,15 @@ def test_model_serial_takes_the_larger_of_memory_and_flops():
     high = predict(synthetic.make_case("serial/numpy", n, {COMPUTE: 1e-2}, params={"k": 64}))
     assert high.prediction.wall_s == pytest.approx(2 * 64 * n / 10e9)        # FLOPs
     assert high.ratio == pytest.approx(1e-2 / (2 * 64 * n / 10e9))
+
+
+def test_model_prices_each_pure_python_row_where_the_ceilings_have_the_figure():
+    n = 2**16
+    case = synthetic.make_case("serial/python", n, {COMPUTE: 1e-2}, params={"k": 2})
+    plain = predict(case).prediction.phases_s[COMPUTE]
+    assert plain == pytest.approx(4 * n / 0.05e9)
+    rows = predict(case, {**FIGS, "host_python_row_s": 50e-9}).prediction.phases_s[COMPUTE]
+    assert rows == pytest.approx(4 * n / 0.05e9 + n * 50e-9)
 
 
 def test_model_threads_scale_numpy_but_not_the_gil():

@@ -20,6 +20,7 @@ HOST_FIGURES = [name for step in limits.host_steps(True, 1) for name in step.nam
 PLAUSIBLE = {
     "host_copy_1t_gbps": (0.1, 2000), "host_copy_all_gbps": (0.1, 5000),
     "host_numpy_1t_gflops": (0.01, 2000), "host_python_1t_gflops": (1e-4, 10),
+    "host_python_row_s": (1e-9, 1e-5),
     "thread_start_s": (1e-7, 0.1), "thread_dispatch_s": (1e-7, 0.1),
     "process_dispatch_s": (1e-6, 1.0), "pickle_gbps": (1e-3, 200),
     "pool_start_fork_s": (1e-4, 60), "pool_start_forkserver_s": (1e-4, 60),

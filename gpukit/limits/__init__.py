@@ -55,7 +55,8 @@ def host_steps(quick: bool, cores: int) -> list[Step]:
              _figures_only(host.measure_copy, plan, cores)),
         Step("NumPy multiply-add rate", ("host_numpy_1t_gflops",),
              _figures_only(host.measure_numpy_rate, plan)),
-        Step("pure-Python multiply-add rate", ("host_python_1t_gflops",),
+        Step("pure-Python multiply-add rate and row cost",
+             ("host_python_1t_gflops", "host_python_row_s"),
              _figures_only(host.measure_python_rate, plan)),
     ]
     return steps

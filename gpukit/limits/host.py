@@ -281,9 +281,21 @@ def _python_horner(xs: list[float], coeffs: list[float]) -> float:
     return total
 
 
+def _python_rows(x, out) -> None:
+    """What a pure-Python implementation pays per row besides its arithmetic: the row out of
+    NumPy, one turn of the loop, the result appended and written back into NumPy."""
+    ys = []
+    append = ys.append
+    for v in x.tolist():
+        append(v)
+    out[:] = ys
+
+
 def measure_python_rate(plan: HostPlan) -> dict:
     """The pure-Python loop polyval's python implementation runs: one multiply and one add per
-    step on Python floats, 2 FLOPs."""
+    step on Python floats, 2 FLOPs; and the cost of a row around such a loop, which dominates
+    where there are few steps per row."""
+    import numpy as np
     xs = [0.5 + 0.49 * i / plan.python_points for i in range(plan.python_points)]
     coeffs = [0.25] * plan.python_degree
     _python_horner(xs[:10], coeffs)
@@ -293,4 +305,13 @@ def measure_python_rate(plan: HostPlan) -> dict:
         _python_horner(xs, coeffs)
         times.append(clock() - t0)
     flops = 2 * plan.python_points * plan.python_degree
-    return {"host_python_1t_gflops": flops / min(times) / 1e9}
+    rows = plan.python_points * plan.python_degree  # as many rows as the loop above has steps
+    x = np.linspace(0.5, 0.99, rows, dtype=np.float32)
+    out = np.empty_like(x)
+    row_times = []
+    for _ in range(plan.reps):
+        t0 = clock()
+        _python_rows(x, out)
+        row_times.append(clock() - t0)
+    return {"host_python_1t_gflops": flops / min(times) / 1e9,
+            "host_python_row_s": min(row_times) / rows}
