@@ -18,6 +18,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:-all}
+case $stage in
+    tests|compare|limits|kernels|mpi|all) ;;
+    *) echo "error: unknown stage $stage (tests, compare, limits, kernels, mpi, all)" >&2; exit 2 ;;
+esac
 deadline=${GPUKIT_DEADLINE_S:-560}
 OUT=${OUT:-/tmp/gpukit-out}
 mkdir -p "$OUT" bench/results
@@ -118,7 +122,6 @@ case $stage in
     kernels) stage_kernels ;;
     mpi) stage_mpi ;;
     all) stage_tests; stage_compare; stage_limits; stage_kernels; stage_mpi ;;
-    *) echo "error: unknown stage $stage (tests, compare, limits, kernels, mpi, all)" >&2; exit 2 ;;
 esac
 
 # At most 8 files come back from $OUT: the summary and one archive of everything written.
