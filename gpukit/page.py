@@ -120,12 +120,12 @@ def html_page(data: dict, an: analysis.Analysis | None = None, title: str | None
                     f'src="data:image/png;base64,{png}"><figcaption>{_e(CAPTIONS[name])}'
                     f'</figcaption></figure>')
     counts = format.status_counts(data)
+    partial = format.partial_text(data)
     parts = [
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
-        *([f"<p><strong>{_e(format.partial_text(data))}</strong></p>"]
-          if format.partial_text(data) else []),
+        *([f"<p><strong>{_e(partial)}</strong></p>"] if partial else []),
         f"<p class=small>{len(data['cases'])} cases: "
         + _e(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         + ". Rendered by <code>gpukit report</code> from the saved results; nothing re-measured.</p>",
