@@ -226,7 +226,7 @@ def flag_lines(data: dict, an: analysis.Analysis | None = None) -> list[str]:
     an = _analysis(data, an)
     idx = analysis.index(data)
     lines = []
-    for key, verdict in sorted(an.verdicts.items(), key=lambda kv: analysis._key_order(kv[0])):
+    for key, verdict in sorted(an.verdicts.items(), key=lambda kv: analysis.key_order(kv[0])):
         text = analysis.flag_text(idx[key], verdict, data)
         if text:
             lines.append(f"{analysis.case_text(key, data)}: {text}")
@@ -243,7 +243,7 @@ def limit_lines(data: dict, an: analysis.Analysis | None = None) -> list[str]:
         if (p, label, w) not in last or n > last[(p, label, w)][3]:
             last[(p, label, w)] = key
     lines = []
-    for key in sorted(last.values(), key=analysis._key_order):
+    for key in sorted(last.values(), key=analysis.key_order):
         lines.append(f"{analysis.case_text(key, data)}: "
                      f"{an.limits[key].text} (most time in {an.limits[key].dominant})")
     return lines

@@ -412,14 +412,14 @@ def test_a_2x_slowdown_stands_out_of_the_run_to_run_noise():
 def test_a_change_inside_the_min_change_or_a_cases_spread_is_noise():
     a = tight_run()
     key = ((("k", 2),), "serial/numpy", 1, 2**14)
-    b = synthetic.rescaled(a, lambda c: 1.08 if analysis.model.case_key(c) == key else 1.0)
+    b = synthetic.rescaled(a, lambda c: 1.08 if model.case_key(c) == key else 1.0)
     [c] = [c for c in analysis.diff(a, b).changes if c.key == key]
     assert c.significant and not c.beyond_noise and c.bar_from == "min change"
     [c] = [c for c in analysis.diff(a, b, min_change=0.05).changes if c.key == key]
     assert c.beyond_noise and c.verdict == "slower"
     # 25% slower, but B's repetitions spread by about 40%: within that case's noise
     wide = tight_run(jitter=0.4)
-    b = synthetic.rescaled(wide, lambda c: 1.25 if analysis.model.case_key(c) == key else 1.0)
+    b = synthetic.rescaled(wide, lambda c: 1.25 if model.case_key(c) == key else 1.0)
     [c] = [c for c in analysis.diff(wide, b).changes if c.key == key]
     assert c.bar_from == "spread" and c.bar > 0.25 and not c.beyond_noise
 

@@ -1,0 +1,77 @@
+"""What a sweep means: pure functions of a results dict (as saved), no measuring, no printing.
+
+- `cases`: the vocabulary: cases by key, their times, phases and work, how sizes and times read;
+- `bounds.limit(...)`: per case, the phase that dominates and the limit it runs into, in words a
+  user can act on (GIL, dispatch, transfer, launch, memory, compute, interpreter);
+- `crossovers.crossover(...)`: the n from which one series beats another, interpolated on log n
+  between the two measured sizes that bracket the change (and said so); `scaling(...)`: speedup
+  and parallel efficiency per worker count, and where scaling saturates;
+- `answers.analyze(...)`: the findings, each a `Finding(topic, text, numbers)`: a sentence with
+  its figures, so reports can render it and tests can check it;
+- `changes.diff(...)`: two runs case by case, faster or slower and whether beyond their noise: the
+  repetitions' rank test, a minimum change, both cases' spreads, and how much all the cases moved
+  between the two runs (the run-to-run noise that repetitions within one run cannot see).
+
+The predictive model lives in gpukit.model; findings report how well it did. The names below are
+the ones reports and commands use, so that they need only `from gpukit import analysis`.
+"""
+
+from gpukit.analysis.answers import Analysis, Finding, analyze, findings, flag_text
+from gpukit.analysis.bounds import Limit, limit, limits
+from gpukit.analysis.cases import (BASELINE, MIN_CHANGE, case_text, device_phase, fmt_n,
+                                   fmt_n_est, fmt_s, index, intensity, is_gpu, key_order,
+                                   max_workers, ok_cases, params_key, params_text, phase,
+                                   run_phases, series, speedup_vs_baseline, throughput,
+                                   transfer_share, variant_name, wall)
+from gpukit.analysis.changes import (ALPHA, MWU_MIN_RUNS, RUN_NOISE_MIN_CASES, RUN_NOISE_SIGMAS,
+                                     Change, Diff, compare_cases, diff, mann_whitney_p, run_to_run)
+from gpukit.analysis.crossovers import Crossover, Scaling, crossover, scaling, walls
+
+__all__ = [
+    "ALPHA",
+    "Analysis",
+    "analyze",
+    "BASELINE",
+    "case_text",
+    "Change",
+    "compare_cases",
+    "Crossover",
+    "crossover",
+    "device_phase",
+    "Diff",
+    "diff",
+    "Finding",
+    "findings",
+    "flag_text",
+    "fmt_n",
+    "fmt_n_est",
+    "fmt_s",
+    "index",
+    "intensity",
+    "is_gpu",
+    "key_order",
+    "Limit",
+    "limit",
+    "limits",
+    "mann_whitney_p",
+    "max_workers",
+    "MIN_CHANGE",
+    "MWU_MIN_RUNS",
+    "ok_cases",
+    "params_key",
+    "params_text",
+    "phase",
+    "RUN_NOISE_MIN_CASES",
+    "RUN_NOISE_SIGMAS",
+    "run_phases",
+    "run_to_run",
+    "Scaling",
+    "scaling",
+    "series",
+    "speedup_vs_baseline",
+    "throughput",
+    "transfer_share",
+    "variant_name",
+    "wall",
+    "walls",
+]

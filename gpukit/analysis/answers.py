@@ -1,0 +1,385 @@
+"""The answers: each finding a sentence with its figures (`Finding`), computed once per run with
+the case limits and the model's verdicts (`analyze`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from gpukit import model, phases
+from gpukit.analysis.bounds import GIL_SPEEDUP, limits
+from gpukit.analysis.cases import (BASELINE, MIN_CHANGE, case_text, device_phase, fmt_n,
+                                   fmt_n_est, fmt_s, index, is_gpu, max_workers, noise_bar,
+                                   params_key, params_text, phase, series, transfer_share,
+                                   variant_name, wall, beyond)
+from gpukit.analysis.crossovers import crossover, scaling, walls
+
+# One pool thread this much faster or slower than serial: the threads differ, not the count.
+ONE_THREAD_APART = 1.3
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    topic: str
+    text: str
+    numbers: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """Everything a report shows, computed once from a results dict and its ceilings."""
+
+    data: dict
+    ceilings: model.Ceilings
+    verdicts: dict
+    limits: dict
+    findings: list
+
+
+def analyze(data: dict, stored_ceilings: dict | None = None) -> Analysis:
+    ceil = model.resolve(data, stored_ceilings)
+    verdicts = model.predict_all(data, ceil)
+    lims = limits(data, ceil)
+    return Analysis(data, ceil, verdicts, lims, _findings(data, ceil, verdicts))
+
+
+def findings(data: dict, stored_ceilings: dict | None = None) -> list[Finding]:
+    return analyze(data, stored_ceilings).findings
+
+
+def _findings(data, ceil, verdicts) -> list[Finding]:
+    idx = index(data)
+    out: list[Finding] = _failure_findings(data)
+    for pset in data["sweep"]["param_sets"]:
+        pkey = params_key(pset)
+        # Each finding opens with its parameter set ("[k=2] "), or nothing for a kernel without one.
+        ptxt = f"[{params_text(pset)}] " if pset else ""
+        for rule in (_fastest_findings, _threads_findings, _process_findings, _mpi_findings,
+                     _scaling_findings):
+            out.extend(rule(idx, pkey, ptxt, data))
+        out.extend(_gpu_findings(data, idx, pkey, ptxt))
+    out.extend(_model_findings(data, ceil, verdicts))
+    return out
+
+
+def _failure_findings(data: dict) -> list[Finding]:
+    """Failed cases first: every other finding leaves them out, so it must not read as whole."""
+    first: dict[tuple, dict] = {}
+    for c in data["cases"]:
+        if c.get("status") == "failed":
+            key = (params_key(c["params"]), c["label"], c["workers"])
+            if key not in first or c["n"] < first[key]["n"]:
+                first[key] = c
+    if not first:
+        return []
+    parts = []
+    for (pkey, label, w), c in sorted(first.items(), key=lambda kv: (kv[0], kv[1]["n"])):
+        ptxt = f"[{params_text(dict(pkey))}] " if pkey else ""
+        reason = (c.get("reason") or "").split(": ", 1)[-1]
+        parts.append(f"{ptxt}{variant_name(label, w, data)} from n={fmt_n(c['n'])} "
+                     f"({reason[:120]}{'...' if len(reason) > 120 else ''})")
+    failed = sum(c.get("status") == "failed" for c in data["cases"])
+    return [Finding("failed", f"failed: {failed} case{'s' * (failed != 1)}, which the findings "
+                    f"below leave out: " + "; ".join(parts) + ".",
+                    {"failed": failed, "first": [{"label": k[1], "workers": k[2], "n": c["n"]}
+                                                 for k, c in first.items()]})]
+
+
+@dataclasses.dataclass
+class _Stretch:
+    """Sizes from_n..to_n over which one variant stays the fastest."""
+
+    variant: tuple[str, int]     # label, workers
+    from_n: int
+    to_n: int
+    tied: dict[tuple[str, int], list[int]]   # variant -> sizes where it was ahead, within noise
+
+
+def _fastest_stretches(idx, pkey, sizes) -> list[_Stretch]:
+    """The winner at each size, kept until another variant beats it by more than MIN_CHANGE and
+    both their spreads: a gap inside the noise is a tie, not a switch, so the finding does not
+    flip back and forth between two variants that run about the same."""
+    stretches: list[_Stretch] = []
+    for n in sizes:
+        cands = {(l, w): c for (p, l, w, m), c in idx.items() if p == pkey and m == n}
+        best = min(cands, key=lambda lw: (wall(cands[lw]), lw))
+        held = stretches[-1].variant if stretches else None
+        if held in cands and not beyond(wall(cands[held]) / wall(cands[best]),
+                                        noise_bar(cands[held], cands[best])):
+            stretches[-1].to_n = n
+            if best != held:
+                stretches[-1].tied.setdefault(best, []).append(n)
+        else:
+            stretches.append(_Stretch(best, n, n, {}))
+    return stretches
+
+
+def _fastest_findings(idx, pkey, ptxt, data):
+    sizes = sorted({n for (p, _l, _w, n) in idx if p == pkey})
+    if not sizes:
+        return []
+    stretches = _fastest_stretches(idx, pkey, sizes)
+    parts = []
+    switches = []
+    for i, st in enumerate(stretches):
+        (label, w), lo, hi = st.variant, st.from_n, st.to_n
+        name = variant_name(label, w, data)
+        tied = "; ".join(f"{variant_name(*lw, data)} at n=" + ", ".join(fmt_n(n) for n in ns)
+                         for lw, ns in st.tied.items())
+        if i == 0 and len(stretches) == 1:
+            part = (f"{name} at every size ("
+                    + (f"n={fmt_n(lo)}..{fmt_n(hi)}" if hi > lo else f"n={fmt_n(lo)}")
+                    + (f"; tied with {tied}" if tied else "") + ")")
+        elif i == 0:
+            part = f"{name} up to n={fmt_n(hi)}"
+        else:
+            (prev_label, prev_w), prev_hi = stretches[i - 1].variant, stretches[i - 1].to_n
+            x = crossover({n: t for n, t in walls(series(idx, pkey, prev_label, prev_w)).items()
+                           if n in (prev_hi, lo)},
+                          {n: t for n, t in walls(series(idx, pkey, label, w)).items()
+                           if n in (prev_hi, lo)})
+            where = f"n≈{fmt_n_est(x.n)}" if x.status == "interpolated" else f"n={fmt_n(lo)}"
+            part = f"{name} from {where}" + (f" to {fmt_n(hi)}" if i < len(stretches) - 1 else "")
+            switches.append({"from": prev_label, "to": label, "workers": w, "measured_n": lo,
+                             "n": x.n if x.status == "interpolated" else lo,
+                             "interpolated": x.status == "interpolated"})
+        if tied and len(stretches) > 1:
+            part += f" (tied with {tied})"
+        parts.append(part)
+    notes = []
+    if switches:
+        notes.append("switch points interpolated on log n between measured sizes")
+    if any(st.tied for st in stretches):
+        notes.append(f"tied: a gap under {MIN_CHANGE:.0%} or inside either one's spread, where "
+                     f"the earlier winner is kept")
+    text = (f"{ptxt}fastest: " + "; ".join(parts)
+            + (f" ({'; '.join(notes)})" if notes else "") + ".")
+    winners = [{"label": st.variant[0], "workers": st.variant[1], "from_n": st.from_n,
+                "to_n": st.to_n,
+                "tied": [{"label": tl, "workers": tw, "n": ns} for (tl, tw), ns in st.tied.items()]}
+               for st in stretches]
+    return [Finding("fastest", text, {"winners": winners, "switches": switches})]
+
+
+def _threads_findings(idx, pkey, ptxt, data):
+    found = []
+    for impl in ("python", "numpy"):
+        label = f"threads/{impl}"
+        w = max_workers(idx, pkey, label)
+        serial = series(idx, pkey, f"serial/{impl}", 1)
+        threads = series(idx, pkey, label, w) if w else {}
+        common = sorted(set(serial) & set(threads))
+        if not common:
+            continue
+        n = common[-1]
+        speedup = wall(serial[n]) / wall(threads[n])
+        numbers = {"impl": impl, "workers": w, "n": n, "speedup": speedup}
+        if impl in model.GIL_HOLDING:
+            one = series(idx, pkey, label, 1).get(n)
+            vs_one = wall(one) / wall(threads[n]) if one is not None and w > 1 else None
+            numbers["speedup_vs_one_thread"] = vs_one
+            gain = vs_one if vs_one is not None else speedup
+            gil_on = data["machine"].get("gil_enabled", True)
+            if gain < GIL_SPEEDUP:
+                verdict = "GIL-bound: one thread runs at a time"
+            elif gil_on:
+                spread = threads[n]["summary"]["wall_s"]["rel_spread"]
+                verdict = (f"more than the GIL should allow, with the GIL on: check the noise "
+                           f"(spread {spread:.0%})")
+            else:
+                verdict = "it scales: this Python runs without the GIL"
+            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl}"
+                    + (f", {vs_one:.2f}x one thread" if vs_one is not None else "")
+                    + f" at n={fmt_n(n)} ({verdict}).")
+        else:
+            x = crossover(walls(serial), walls(threads))
+            numbers["crossover"] = dataclasses.asdict(x)
+            numbers["crossover_n"] = x.n
+            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl} at "
+                    f"n={fmt_n(n)} (NumPy releases the GIL in each ufunc); threads beat serial "
+                    f"{x.text()}.")
+            one = series(idx, pkey, label, 1).get(n)
+            if one is not None and w > 1:
+                apart = wall(serial[n]) / wall(one)
+                numbers["one_thread_vs_serial"] = apart
+                if not 1 / ONE_THREAD_APART < apart < ONE_THREAD_APART:
+                    # Same work, one thread either way: what differs is the thread. One known cause
+                    # (others, such as caches, are possible): glibc hands the main thread's large
+                    # temporaries back to the system on every free (its heap is trimmed, or they
+                    # were mmapped), so each new one faults its pages in again; a pool thread's heap
+                    # keeps them. Measured here: np.exp on 2^16 float32 in a loop ran 1.34x slower
+                    # on the main thread, 1.03x with MALLOC_TRIM_THRESHOLD_ and
+                    # MALLOC_MMAP_THRESHOLD_ raised.
+                    text += (f" One pool thread alone already runs {apart:.2f}x serial, so "
+                             f"part of that is running on a pool thread rather than the main "
+                             f"one, not the number of threads (the scaling finding compares "
+                             f"against one thread; an implementation whose large temporaries "
+                             f"the main thread pays page faults for can reuse buffers with "
+                             f"out=).")
+        found.append(Finding("threads", text, numbers))
+    return found
+
+
+def _process_findings(idx, pkey, ptxt, data):
+    serial = series(idx, pkey, BASELINE, 1)
+    parts, numbers = [], {}
+    for label in sorted({l for (p, l, _w, _n) in idx if p == pkey and l.startswith("processes/numpy/")}):
+        transfer = label.rsplit("/", 1)[-1]
+        w = max_workers(idx, pkey, label)
+        cases = series(idx, pkey, label, w)
+        common = sorted(set(cases) & set(serial))
+        if not common:
+            continue
+        n = common[-1]
+        speedup = wall(serial[n]) / wall(cases[n])
+        share = transfer_share(cases[n], data)
+        x = crossover(walls(serial), walls(cases))
+        numbers[transfer] = {"workers": w, "n": n, "speedup": speedup, "transfer_share": share,
+                             "crossover": dataclasses.asdict(x), "crossover_n": x.n}
+        parts.append(f"{transfer}: {speedup:.2f}x serial/numpy at n={fmt_n(n)} on {w} "
+                     f"process{'es' * (w != 1)}, {share:.0%} of it moving data, ahead of serial "
+                     f"{x.text()}")
+    if not parts:
+        return []
+    return [Finding("processes", f"{ptxt}processes/numpy " + "; ".join(parts) + ".", numbers)]
+
+
+def _mpi_findings(idx, pkey, ptxt, data):
+    """Does splitting over R ranks pay, and what does moving the data cost: at the largest n,
+    each rank count against serial NumPy, with the share of scatter and gather."""
+    serial = series(idx, pkey, BASELINE, 1)
+    ranks = sorted({w for (p, l, w, _n) in idx if p == pkey and l == "mpi/numpy"})
+    if not serial or not ranks:
+        return []
+    n = max(n for (p, l, _w, n) in idx if p == pkey and l == "mpi/numpy" and n in serial)
+    parts, numbers = [], {"n": n, "ranks": {}}
+    for r in ranks:
+        case = idx.get((pkey, "mpi/numpy", r, n))
+        if case is None:
+            continue
+        speedup = wall(serial[n]) / wall(case)
+        share = transfer_share(case, data)
+        numbers["ranks"][r] = {"speedup": speedup, "transfer_share": share}
+        parts.append(f"{r}: {speedup:.2f}x ({share:.0%} scatter and gather)")
+    split = {r: v["speedup"] for r, v in numbers["ranks"].items() if r > 1}
+    best = max(split, key=split.get) if split else None
+    if best is None:
+        verdict = "one rank only: run more to see whether splitting pays"
+    elif split[best] > 1 + MIN_CHANGE:
+        verdict = f"splitting pays, most on {best} ranks"
+    else:
+        verdict = "splitting over ranks does not pay here"
+    return [Finding("mpi", f"{ptxt}mpi/numpy at n={fmt_n(n)} against serial/numpy, by ranks: "
+                    + ", ".join(parts) + f"; {verdict}.", numbers)]
+
+
+def _scaling_findings(idx, pkey, ptxt, data):
+    labels = sorted({l for (p, l, _w, _n) in idx if p == pkey})
+    results = [s for s in (scaling(idx, pkey, l) for l in labels) if s is not None]
+    if not results:
+        return []
+    parts = []
+    superlinear = False
+    for s in results:
+        eff = ", ".join(f"{w}: {e:.0%}" for w, e in zip(s.workers, s.efficiency))
+        backend, impl = (s.label.split("/") + [""])[:2]
+        if backend == "threads" and impl in model.GIL_HOLDING and s.speedup[-1] < GIL_SPEEDUP:
+            # The same test as the threads finding's: a few percent is not the GIL letting go.
+            sat = "GIL-bound, no real gain"
+        elif s.saturates_at is not None:
+            sat = f"no gain beyond {s.saturates_at} worker{'s' * (s.saturates_at > 1)}"
+        else:
+            sat = f"still gaining at {s.workers[-1]}"
+        superlinear = superlinear or max(s.efficiency) > 1 + MIN_CHANGE
+        parts.append(f"{s.label} {s.speedup[-1]:.2f}x on {s.workers[-1]} at n={fmt_n(s.n)}, "
+                     f"{sat} (efficiency {eff})")
+    note = "" if results[0].workers[0] == 1 else " (speedup taken against the fewest workers)"
+    if superlinear:
+        note += ("; an efficiency above 100% means the one-worker run paid for something the "
+                 "others split or avoided (its data out of cache, or the main thread's memory "
+                 "allocation)")
+    return [Finding("scaling", f"{ptxt}scaling: " + "; ".join(parts) + note + ".",
+                    {s.label: dataclasses.asdict(s) for s in results})]
+
+
+def _gpu_findings(data, idx, pkey, ptxt):
+    cpu_best: dict[int, dict] = {}
+    gpu_best: dict[int, dict] = {}
+    cpu_compute: dict[int, float] = {}
+    gpu_compute: dict[int, float] = {}
+    for (p, _l, _w, n), c in idx.items():
+        if p != pkey:
+            continue
+        gpu = is_gpu(c, data)
+        best, comp = (gpu_best, gpu_compute) if gpu else (cpu_best, cpu_compute)
+        if n not in best or wall(c) < wall(best[n]):
+            best[n] = c
+        t = device_phase(c, phases.COMPUTE) if gpu else phase(c, phases.COMPUTE)
+        comp[n] = min(t, comp.get(n, math.inf))
+    common = sorted(set(cpu_best) & set(gpu_best))
+    if not common:
+        return []
+    end_to_end = crossover(walls(cpu_best), walls(gpu_best))
+    compute = crossover(cpu_compute, gpu_compute)
+    n = common[-1]
+    g, c = gpu_best[n], cpu_best[n]
+    text = (f"{ptxt}GPU vs best CPU: end to end the GPU wins {end_to_end.text()}; on compute "
+            f"alone {compute.text()}; at n={fmt_n(n)} {g['label']} takes {fmt_s(wall(g))} "
+            f"({transfer_share(g, data):.0%} transfers) vs {c['label']} x{c['workers']} "
+            f"{fmt_s(wall(c))} ({wall(c) / wall(g):.3g}x).")
+    return [Finding("gpu", text, {"end_to_end": dataclasses.asdict(end_to_end),
+                                  "compute": dataclasses.asdict(compute),
+                                  "end_to_end_crossover_n": end_to_end.n,
+                                  "compute_crossover_n": compute.n, "n": n,
+                                  "gpu_label": g["label"], "gpu_wall_s": wall(g),
+                                  "gpu_transfer_share": transfer_share(g, data),
+                                  "cpu_label": c["label"], "cpu_workers": c["workers"],
+                                  "cpu_wall_s": wall(c)})]
+
+
+def _model_findings(data, ceil, verdicts) -> list[Finding]:
+    acc = model.accuracy(verdicts)
+    stored, derived = ceil.stored(), ceil.derived()
+    lacking = sorted(ceil.lacking)
+    src = []
+    if stored:
+        src.append(f"{len(stored)} from `gpukit limits`"
+                   + (" --quick (rough: re-measure without --quick)" if ceil.rough else ""))
+    if derived:
+        src.append(f"{len(derived)} derived from this run ({', '.join(derived)})")
+    src.append(f"lacking {', '.join(lacking)}" if lacking else "none lacking for these cases")
+    numbers = {"predicted": acc.predicted, "scored": acc.scored, "within": acc.within,
+               "within_band": model.WITHIN, "far": acc.far, "far_factor": model.FAR,
+               "anchors": acc.anchors, "unpredicted": acc.unpredicted,
+               "stored": stored, "derived": derived, "lacking": lacking}
+    if acc.scored == 0:
+        text = (f"model: no case could be predicted ({'; '.join(src) or 'no ceilings'}).")
+        return [Finding("model", text, numbers)]
+    text = (f"model: {acc.within} of {acc.scored} cases within {model.WITHIN:.0%} of the "
+            f"prediction, {acc.far} more than {model.FAR:g}x off")
+    if acc.anchors:
+        text += f" ({acc.anchors} calibration case{'s' * (acc.anchors != 1)} not counted)"
+    if acc.worst is not None and acc.worst.far:
+        p, label, w, n = acc.worst.key
+        text += (f"; furthest: {case_text(acc.worst.key, data)}, "
+                 f"{acc.worst.ratio:.3g}x the prediction")
+        numbers["worst"] = {"label": label, "workers": w, "n": n, "ratio": acc.worst.ratio}
+    text += f". Ceilings: {'; '.join(src)}."
+    if data["cases"] and all(not (c.get("work") or {}).get("flops") for c in data["cases"]):
+        # A user's kernel that declares no work: the model can only see bytes.
+        text += (" The kernel declares no FLOPs, so the model prices its arithmetic at "
+                 "nothing (a user kernel: set flops_per_row).")
+    return [Finding("model", text, numbers)]
+
+
+def flag_text(case: dict, verdict: model.Verdict, data: dict) -> str | None:
+    """For a case far from its prediction: by how much, and in which phase most of the gap is."""
+    if not verdict.far:
+        return None
+    gap = model.gap_phase(case, verdict, device=is_gpu(case, data))
+    way = "slower" if verdict.ratio > 1 else "faster"
+    text = f"{verdict.ratio:.2g}x the model ({way})"
+    if gap:
+        text += f"; most of the gap in {gap[0]}: {fmt_s(gap[1])} measured vs {fmt_s(gap[2])}"
+    return text
+

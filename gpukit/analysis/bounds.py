@@ -1,0 +1,168 @@
+"""The limit each case runs into (GIL, interpreter, dispatch, transfer, launch, memory, compute),
+held against the machine's ceilings, in words a user can act on."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gpukit import model, phases
+from gpukit.analysis.cases import (device_phase, fmt_s, index, intensity, is_gpu, params_key,
+                                   phase, run_phases, series, wall)
+
+# A case faster than its ceiling by more than timing noise: the ceiling's conditions differ.
+OVER_CEILING_PCT = 110.0
+# A phase or cost "dominates" above this share of a case's time.
+DOMINANT_SHARE = 0.5
+# Threads with a GIL-holding implementation "do not scale" below this speedup over one thread.
+GIL_SPEEDUP = 1.3
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    dominant: str            # the phase holding most of the time
+    kind: str                # GIL, interpreter, dispatch, transfer, launch, memory, compute
+    short: str               # for a table cell
+    text: str                # a sentence with its numbers and what to do about it
+    percent: float | None = None   # of the ceiling it is held against, where one is known
+
+
+def _pct(value: float, ceiling: float | None) -> float | None:
+    return 100.0 * value / ceiling if ceiling else None
+
+
+def _of(percent: float | None, ceiling: float | None, unit: str, name: str, ceil) -> str:
+    if percent is None:
+        if not name:
+            return "(no ceiling for this path)"
+        return f"(no {name} ceiling to hold it against: run `gpukit limits`)"
+    src = "" if ceil.sources.get(name) == model.LIMITS_SOURCE else ", the best this run reached"
+    if percent > OVER_CEILING_PCT and not src:
+        # `gpukit limits` measures on data larger than the caches (and pickling on one stream);
+        # a small problem's data can stay in cache, and several workers move data side by side.
+        return (f"({percent:.0f}% of {ceiling:.3g} {unit}: above that ceiling, which is measured "
+                f"on data larger than the caches by one worker, so this case's data likely "
+                f"stayed in cache or moved on several workers at once)")
+    return f"({percent:.0f}% of {ceiling:.3g} {unit}{src})"
+
+
+def limit(data: dict, case: dict, ceil: model.Ceilings, idx: dict | None = None) -> Limit:
+    idx = idx if idx is not None else index(data)
+    ph = run_phases(case, data)
+    total = sum(ph.values()) or wall(case)
+    dominant = max(ph, key=ph.get)
+    rule = _gpu_limit if is_gpu(case, data) else _host_limit
+    return rule(data, case, ceil, idx, ph, total, dominant)
+
+
+def _gpu_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
+    work = case["work"]
+    latency = ceil.get("copy_latency_s")
+    launch = ceil.get(model.LAUNCH.get(case["backend"], "launch_cupy_s"))
+    if latency is not None and launch is not None:
+        overhead = launch + 2 * latency
+        if overhead / wall(case) > DOMINANT_SHARE:
+            return Limit(dominant, "launch", "launch",
+                         f"launch-bound: about {fmt_s(overhead)} of its {fmt_s(wall(case))} is "
+                         f"kernel launch and small-copy latency; give the GPU more work per call "
+                         f"(larger n, or batch calls)")
+    moved = ph[phases.TRANSFER_IN] + ph[phases.TRANSFER_OUT]
+    if moved / total > DOMINANT_SHARE:
+        memory = model.gpu_memory(case)
+        gbps = (work["bytes_in"] + work["bytes_out"]) / moved / 1e9
+        h2d_name, d2h_name = model.GPU_LINK[memory]
+        h2d, d2h = ceil.get(h2d_name), ceil.get(d2h_name)
+        pct, against = None, f"(no {h2d_name} / {d2h_name} ceilings: run `gpukit limits`)"
+        if h2d and d2h:
+            # Each direction against its own ceiling: the time the link alone would need.
+            pct = 100.0 * (work["bytes_in"] / h2d + work["bytes_out"] / d2h) / 1e9 / moved
+            src = ("" if ceil.sources.get(h2d_name) == model.LIMITS_SOURCE
+                   else ", the best this run reached")
+            against = f"({pct:.0f}% of the {h2d:.3g} / {d2h:.3g} GB/s H2D / D2H ceilings{src})"
+        advice = ("use pinned host memory" if memory == "pageable"
+                  else "overlap copies with streams, or keep the data on the GPU between calls")
+        return Limit(dominant, "transfer", f"PCIe {memory}" + (f" {pct:.0f}%" if pct else ""),
+                     f"transfer-bound (PCIe, {memory}): {moved / total:.0%} of the time copying "
+                     f"at {gbps:.3g} GB/s {against}; {advice}", pct)
+    return _roofline_limit(case, ceil, dominant, device_phase(case, phases.COMPUTE),
+                           ceil.get("d2d_gbps"), "d2d_gbps", ceil.get("fma_gflops"), "fma_gflops",
+                           "the GPU")
+
+
+def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
+    work = case["work"]
+    pkey = params_key(case["params"])
+    workers = case["workers"]
+    impl = case["impl"]
+    if impl in model.GIL_HOLDING and case["backend"] == "threads" and workers > 1:
+        one = series(idx, pkey, case["label"], 1).get(case["n"]) or \
+            series(idx, pkey, f"serial/{impl}", 1).get(case["n"])
+        if one is not None:
+            sp = wall(one) / wall(case)
+            if sp < GIL_SPEEDUP:
+                return Limit(dominant, "GIL", "GIL",
+                             f"GIL-bound: {workers} threads run {sp:.2f}x one, because the "
+                             f"{impl} loop holds the GIL; use processes or NumPy")
+    if case["backend"] in model.DISPATCH:
+        per_task = ceil.get(model.DISPATCH[case["backend"]][0])
+        if per_task is not None and workers * per_task / wall(case) > DOMINANT_SHARE:
+            cost = workers * per_task
+            return Limit(dominant, "dispatch", "dispatch",
+                         f"dispatch-bound: about {fmt_s(cost)} of its {fmt_s(wall(case))} is the "
+                         f"pool's per-task overhead ({workers} tasks); run serially at this "
+                         f"size, or give each task more work")
+    moved = ph[phases.TRANSFER_IN] + ph[phases.TRANSFER_OUT]
+    transfer = (case.get("variant") or {}).get("options", {}).get("transfer")
+    if moved / total > DOMINANT_SHARE:
+        how, name, factor, advice = {
+            "pickle": ("pickling", "pickle_gbps", 1.0, "use shared memory"),
+            "shm": ("shared-memory copies", "host_copy_1t_gbps", 2.0,
+                    "keep the arrays in shared memory across calls instead of copying them in"),
+        }.get(transfer, ("moving data between workers", "", 1.0, "move less data per run"))
+        gbps = factor * (work["bytes_in"] + work["bytes_out"]) / moved / 1e9
+        cap = ceil.get(name)
+        pct = _pct(gbps, cap)
+        return Limit(dominant, "transfer", f"{transfer or 'transfer'}" + (f" {pct:.0f}%" if pct else ""),
+                     f"transfer-bound ({how}): {moved / total:.0%} of the time moving data at "
+                     f"{gbps:.3g} GB/s {_of(pct, cap, 'GB/s', name, ceil)}; {advice}", pct)
+    parallel = min(workers, model.cores(data))
+    if impl in model.GIL_HOLDING and case["backend"] == "threads":
+        parallel = 1
+    rate_name = model.IMPL_RATE.get(impl, model.IMPL_RATE["numpy"])
+    rate = ceil.get(rate_name)
+    if impl not in model.MEMORY_SENSITIVE:
+        gflops = work["flops"] / phase(case, phases.COMPUTE) / 1e9
+        cap = rate * parallel if rate else None
+        pct = _pct(gflops, cap)
+        numpy_rate = ceil.get(model.IMPL_RATE["numpy"])
+        vs = (f"; NumPy runs {numpy_rate / (gflops / parallel):.0f}x faster per core here"
+              if numpy_rate and gflops > 0 else "; vectorize it (NumPy)")
+        return Limit(dominant, "interpreter", "interpreter",
+                     f"interpreter-bound: the pure-Python loop runs at {gflops:.3g} GFLOP/s "
+                     f"{_of(pct, cap, 'GFLOP/s', rate_name, ceil)}{vs}", pct)
+    bw1, bw_all = ceil.get("host_copy_1t_gbps"), ceil.get("host_copy_all_gbps")
+    bw = None if bw1 is None else (min(bw1 * parallel, bw_all) if bw_all else bw1 * parallel)
+    where = "one core" if parallel == 1 else f"{parallel} cores"
+    return _roofline_limit(case, ceil, dominant, phase(case, phases.COMPUTE), bw,
+                           "host_copy_1t_gbps", rate * parallel if rate else None, rate_name, where)
+
+
+def _roofline_limit(case, ceil, dominant, compute_s, bw, bw_name, rate, rate_name, where) -> Limit:
+    work = case["work"]
+    gbps = (work["bytes_in"] + work["bytes_out"]) / compute_s / 1e9
+    gflops = work["flops"] / compute_s / 1e9
+    memory_bound = bw is not None and rate is not None and intensity(case) < rate / bw
+    if memory_bound:
+        pct = _pct(gbps, bw)
+        return Limit(dominant, "memory", f"memory {pct:.0f}%",
+                     f"memory-bound on {where}: {gbps:.3g} GB/s {_of(pct, bw, 'GB/s', bw_name, ceil)}"
+                     f"; more FLOPs per byte would come free", pct)
+    pct = _pct(gflops, rate)
+    return Limit(dominant, "compute", f"compute {pct:.0f}%" if pct is not None else "compute",
+                 f"compute-bound on {where}: {gflops:.3g} GFLOP/s "
+                 f"{_of(pct, rate, 'GFLOP/s', rate_name, ceil)}", pct)
+
+
+def limits(data: dict, ceil: model.Ceilings) -> dict[tuple, Limit]:
+    idx = index(data)
+    return {key: limit(data, c, ceil, idx) for key, c in idx.items()}
+
