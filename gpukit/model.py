@@ -6,8 +6,10 @@ Per repetition (startup is reported once per session and predicted apart):
 - compute: the larger of bytes over memory bandwidth and FLOPs over the arithmetic rate of the
   implementation, the rate times the workers that can run at once (min(workers, cores)); a
   GIL-holding implementation on threads gets no parallel gain;
-- pools: one dispatch round trip per task (one task per worker), counted in the phase where the
-  backend's clock puts it (compute for threads, transfer_in for processes);
+- pools: one task per worker, handed out together: one dispatch round trip, plus what each
+  further task adds to a fan-out (their round trips overlap; a full round trip each where the
+  fan-out was not measured), counted in the phase where the backend's clock puts it (compute
+  for threads, transfer_in for processes);
 - process transfers: bytes over the pickle rate, or two NumPy copies into and out of shared
   memory (each counted read + write, as the copy ceiling is);
 - GPU: per copy its latency plus bytes over the link bandwidth (pinned or pageable), per
@@ -40,6 +42,7 @@ MEMORY_SENSITIVE = frozenset({"numpy"})
 # Pools: the figure for one task's round trip, and the phase the backend's clock puts it in.
 DISPATCH = {"threads": ("thread_dispatch_s", phases.COMPUTE),
             "processes": ("process_dispatch_s", phases.TRANSFER_IN)}
+DISPATCH_EXTRA = {"threads": "thread_dispatch_extra_s", "processes": "process_dispatch_extra_s"}
 # GPU launch cost figure per GPU backend: the call each backend makes (PyCUDA's prepared call).
 LAUNCH = {"cupy": "launch_cupy_s", "pycuda": "launch_pycuda_prepared_s"}
 # What the host's one wait per run adds: (launch with a synchronize each, the same launch queued).
@@ -297,7 +300,8 @@ def resolve(data: dict, stored: dict | None = None, derive: bool = True) -> Ceil
     stored_missing = {}
     if stored:
         for name, value in (stored.get("figures") or {}).items():
-            if isinstance(value, (int, float)) and value > 0:
+            # A cost may be zero (a fan-out that adds nothing); a rate must be positive.
+            if isinstance(value, (int, float)) and (value > 0 or value == 0 and name.endswith("_s")):
                 values[name] = float(value)
                 sources[name] = LIMITS_SOURCE
         stored_missing = dict(stored.get("missing") or {})
@@ -370,6 +374,17 @@ def _host_compute(case, ceil: Ceilings, parallel: int, notes: list) -> float:
     return t
 
 
+def dispatch_s(backend: str, workers: int, ceil: Ceilings) -> float | None:
+    """What handing out one run's tasks (one per worker, all at once) and collecting them costs:
+    one round trip, and for each further task what it adds to a fan-out, or a full round trip
+    where that was not measured. None without the round trip."""
+    round_trip = ceil.get(DISPATCH[backend][0])
+    if round_trip is None:
+        return None
+    extra = ceil.get(DISPATCH_EXTRA[backend])
+    return round_trip + (workers - 1) * (round_trip if extra is None else extra)
+
+
 def _predict_host(data, case, ceil: Ceilings) -> Prediction:
     notes: list[str] = []
     workers = case["workers"]
@@ -383,8 +398,10 @@ def _predict_host(data, case, ceil: Ceilings) -> Prediction:
     compute = _host_compute(case, ceil, parallel, notes) + ceil.fixed_s(case)
     ph = {phases.TRANSFER_IN: 0.0, phases.COMPUTE: compute, phases.TRANSFER_OUT: 0.0}
     if case["backend"] in DISPATCH:
-        name, where = DISPATCH[case["backend"]]
-        ph[where] += workers * ceil.get(name)
+        where = DISPATCH[case["backend"]][1]
+        ph[where] += dispatch_s(case["backend"], workers, ceil)
+        if ceil.get(DISPATCH_EXTRA[case["backend"]]) is None and workers > 1:
+            notes.append("fan-out not measured: each task priced at a full round trip")
     work = case["work"]
     transfer = _option(case, "transfer")
     if transfer == "pickle":

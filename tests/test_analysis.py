@@ -242,6 +242,25 @@ def test_model_threads_scale_numpy_but_not_the_gil():
     assert python.prediction.wall_s == pytest.approx(4 * n / 0.05e9 + 2 * 20e-6)
 
 
+def test_model_prices_a_fan_out_as_one_round_trip_plus_each_further_tasks_share():
+    n = 2**20
+    case = synthetic.make_case("processes/numpy/shm", n, {COMPUTE: 1e-3}, workers=8)
+    figures = {**FIGS, "process_dispatch_extra_s": 30e-6}
+    shm_in = (2 * (4 * n + 12) / 20e9)
+    fanned = predict(case, figures, cores=8).prediction
+    assert fanned.phases_s[IN] == pytest.approx(200e-6 + 7 * 30e-6 + shm_in)
+    assert not any("fan-out" in note for note in fanned.notes)
+    # Without the fan-out figure (ceilings from an older gpukit), a full round trip per task,
+    # and the prediction says so.
+    plain = predict(case, FIGS, cores=8).prediction
+    assert plain.phases_s[IN] == pytest.approx(8 * 200e-6 + shm_in)
+    assert any("fan-out not measured" in note for note in plain.notes)
+    # A fan-out that adds nothing is a figure like any other, not a missing one.
+    ceil = model.resolve(results_with([case], cores=8),
+                         {"figures": {**FIGS, "process_dispatch_extra_s": 0.0}}, derive=False)
+    assert model.dispatch_s("processes", 8, ceil) == pytest.approx(200e-6)
+
+
 def test_model_processes_pickle_and_shared_memory_transfers():
     n = 2**20
     pickle = predict(synthetic.make_case("processes/numpy/pickle", n, {COMPUTE: 1e-3}, workers=2))

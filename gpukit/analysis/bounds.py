@@ -103,9 +103,8 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
                              f"GIL-bound: {workers} threads run {sp:.2f}x one, because the "
                              f"{impl} loop holds the GIL; use processes or NumPy")
     if case["backend"] in model.DISPATCH:
-        per_task = ceil.get(model.DISPATCH[case["backend"]][0])
-        if per_task is not None and workers * per_task / wall(case) > DOMINANT_SHARE:
-            cost = workers * per_task
+        cost = model.dispatch_s(case["backend"], workers, ceil)
+        if cost is not None and cost / wall(case) > DOMINANT_SHARE:
             return Limit(dominant, "dispatch", "dispatch",
                          f"dispatch-bound: about {fmt_s(cost)} of its {fmt_s(wall(case))} is the "
                          f"pool's per-task overhead ({workers} tasks); run serially at this "

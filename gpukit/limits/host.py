@@ -154,12 +154,14 @@ def default_start_method() -> str:
 
 
 def measure_process_pool(plan: HostPlan, workers: int) -> dict:
-    """Round trip of an empty task, and pickling an array to a worker and back, on a warm pool
-    started as the processes backend starts its pools."""
+    """Round trip of an empty task, what each further task of a fan-out adds, and pickling an
+    array to a worker and back, on a warm pool started as the processes backend starts its
+    pools."""
     import numpy as np
     _, pool = start_pool(default_start_method(), workers)
     try:
         batches = _dispatch_batches(pool, plan)
+        pool_extra = _fanout_extra_s(pool, workers, plan, per_item_s(batches, plan.dispatch_count))
         array = np.ones(plan.pickle_bytes // 8, dtype=np.float64)
         # The first echo makes the worker import NumPy; that is start-up, not pickling.
         pool.submit(_echo, array[:1]).result()
@@ -172,8 +174,9 @@ def measure_process_pool(plan: HostPlan, workers: int) -> dict:
             raise RuntimeError("the pickled array came back with another shape")
     finally:
         pool.shutdown(wait=True)
-    return {"process_dispatch_s": per_item_s(batches, plan.dispatch_count),
-            "pickle_gbps": gbps(2 * array.nbytes, min(times))}
+    round_trip = per_item_s(batches, plan.dispatch_count)
+    return {"process_dispatch_s": round_trip, "pickle_gbps": gbps(2 * array.nbytes, min(times)),
+            **_fanout(pool_extra, "process_dispatch_extra_s")}
 
 
 def _dispatch_batches(pool, plan: HostPlan) -> list[float]:
@@ -189,11 +192,34 @@ def _dispatch_batches(pool, plan: HostPlan) -> list[float]:
     return batches
 
 
+def _fanout_extra_s(pool, workers: int, plan: HostPlan, round_trip_s: float) -> float | None:
+    """What each task beyond the first adds when `workers` empty tasks go to the pool at once
+    and are all awaited, as a backend hands out one run. Their round trips overlap, so a run of
+    W tasks costs about one round trip plus W - 1 of this, far less than W round trips. None
+    with one worker, where there is no fan-out to measure."""
+    if workers < 2:
+        return None
+    rounds = max(1, plan.dispatch_count // workers)
+    batches = []
+    for _ in range(plan.reps):
+        t0 = clock()
+        for _ in range(rounds):
+            for f in [pool.submit(_noop) for _ in range(workers)]:
+                f.result()
+        batches.append(clock() - t0)
+    return max(0.0, per_item_s(batches, rounds) - round_trip_s) / (workers - 1)
+
+
+def _fanout(extra_s: float | None, name: str) -> dict:
+    return {} if extra_s is None else {name: extra_s}
+
+
 # -- threads -------------------------------------------------------------------------------------
 
 
 def measure_threads(plan: HostPlan, workers: int) -> dict:
-    """Start + join of one thread, and an empty task's round trip through a thread pool."""
+    """Start + join of one thread, an empty task's round trip through a thread pool, and what
+    each further task of a fan-out adds."""
     starts = []
     for _ in range(plan.reps):
         t0 = clock()
@@ -204,8 +230,10 @@ def measure_threads(plan: HostPlan, workers: int) -> dict:
         starts.append(clock() - t0)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         batches = _dispatch_batches(pool, plan)
+        round_trip = per_item_s(batches, plan.dispatch_count)
+        extra = _fanout_extra_s(pool, workers, plan, round_trip)
     return {"thread_start_s": per_item_s(starts, plan.thread_count),
-            "thread_dispatch_s": per_item_s(batches, plan.dispatch_count)}
+            "thread_dispatch_s": round_trip, **_fanout(extra, "thread_dispatch_extra_s")}
 
 
 # -- memory bandwidth ----------------------------------------------------------------------------
