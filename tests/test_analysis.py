@@ -168,6 +168,24 @@ def test_threads_finding_says_when_one_pool_thread_already_differs_from_serial()
     assert "One pool thread" not in found[0].text
 
 
+def test_threads_finding_blames_the_pools_round_trip_when_it_is_most_of_the_gap():
+    n = 2**12
+    cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: 10e-6}),
+             synthetic.make_case("threads/numpy", n, {COMPUTE: 60e-6}, workers=1),
+             synthetic.make_case("threads/numpy", n, {COMPUTE: 50e-6}, workers=2)]
+    data = results_with(cases)
+    slow_pool = {"figures": {"thread_dispatch_s": 40e-6}}
+    found = [f for f in analysis.analyze(data, slow_pool).findings if f.topic == "threads"]
+    assert found[0].numbers["one_thread_gap_is_dispatch"] is True
+    assert "the pool's round trip per task (40 us" in found[0].text
+    assert "page faults" not in found[0].text
+    # A round trip far below the gap explains little of it: the other cause is named.
+    fast_pool = {"figures": {"thread_dispatch_s": 5e-6}}
+    found = [f for f in analysis.analyze(data, fast_pool).findings if f.topic == "threads"]
+    assert "one_thread_gap_is_dispatch" not in found[0].numbers
+    assert "page faults" in found[0].text
+
+
 def test_case_text_leaves_out_what_says_nothing():
     assert analysis.case_text(((("k", 2),), "threads/numpy", 2, 2**20)) == \
         "[k=2] threads/numpy x2 at n=2^20"

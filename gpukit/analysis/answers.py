@@ -7,7 +7,7 @@ import dataclasses
 import math
 
 from gpukit import model, phases
-from gpukit.analysis.bounds import GIL_SPEEDUP, limits
+from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, limits
 from gpukit.analysis.cases import (BASELINE, MIN_CHANGE, case_text, device_phase, fmt_n,
                                    fmt_n_est, fmt_s, index, is_gpu, max_workers, noise_bar,
                                    params_key, params_text, phase, series, transfer_share,
@@ -54,8 +54,9 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
         pkey = params_key(pset)
         # Each finding opens with its parameter set ("[k=2] "), or nothing for a kernel without one.
         ptxt = f"[{params_text(pset)}] " if pset else ""
-        for rule in (_fastest_findings, _threads_findings, _process_findings, _mpi_findings,
-                     _scaling_findings):
+        out.extend(_fastest_findings(idx, pkey, ptxt, data))
+        out.extend(_threads_findings(idx, pkey, ptxt, data, ceil))
+        for rule in (_process_findings, _mpi_findings, _scaling_findings):
             out.extend(rule(idx, pkey, ptxt, data))
         out.extend(_gpu_findings(data, idx, pkey, ptxt))
     out.extend(_model_findings(data, ceil, verdicts))
@@ -161,7 +162,7 @@ def _fastest_findings(idx, pkey, ptxt, data):
     return [Finding("fastest", text, {"winners": winners, "switches": switches})]
 
 
-def _threads_findings(idx, pkey, ptxt, data):
+def _threads_findings(idx, pkey, ptxt, data, ceil=None):
     found = []
     for impl in ("python", "numpy"):
         label = f"threads/{impl}"
@@ -202,7 +203,18 @@ def _threads_findings(idx, pkey, ptxt, data):
             if one is not None and w > 1:
                 apart = wall(serial[n]) / wall(one)
                 numbers["one_thread_vs_serial"] = apart
-                if not 1 / ONE_THREAD_APART < apart < ONE_THREAD_APART:
+                round_trip = ceil.get(model.DISPATCH["threads"][0]) if ceil else None
+                gap = wall(one) - wall(serial[n])
+                if (apart <= 1 / ONE_THREAD_APART and round_trip is not None
+                        and round_trip >= DOMINANT_SHARE * gap):
+                    # A small problem: handing the task to a thread and back is most of it.
+                    numbers["one_thread_gap_is_dispatch"] = True
+                    text += (f" One pool thread alone already runs {apart:.2f}x serial "
+                             f"({fmt_s(wall(one))} against {fmt_s(wall(serial[n]))}): at this "
+                             f"size the pool's round trip per task ({fmt_s(round_trip)}, from "
+                             f"`gpukit limits`) is most of that gap, so each task needs far more "
+                             f"work than that before threads can pay.")
+                elif not 1 / ONE_THREAD_APART < apart < ONE_THREAD_APART:
                     # Same work, one thread either way: what differs is the thread. One known cause
                     # (others, such as caches, are possible): glibc hands the main thread's large
                     # temporaries back to the system on every free (its heap is trimmed, or they
