@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from gpukit import kernels
-from gpukit.backends import mpi_backend
+from gpukit.backends import mpi_backend, mpi_launch
 from gpukit.backends.base import Variant
-from gpukit.backends.mpi_backend import MpiBackend, MpiError, launcher_command
+from gpukit.backends.mpi_backend import MpiBackend
+from gpukit.backends.mpi_launch import MpiError, launcher_command
 from gpukit.errors import BackendUnavailable
 from gpukit.phases import RUN_PHASES
 
@@ -58,32 +59,32 @@ def _run_checked(backend: MpiBackend, n: int):
 def _assert_gone(pids):
     assert pids
     deadline = time.monotonic() + 5
-    while any(mpi_backend._running(p) for p in pids) and time.monotonic() < deadline:
+    while any(mpi_launch._running(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not [p for p in pids if mpi_backend._running(p)], "ranks left running"
+    assert not [p for p in pids if mpi_launch._running(p)], "ranks left running"
 
 
 # -- without MPI -------------------------------------------------------------------------------
 
 
 def test_open_mpi_command_as_root_oversubscribes_and_exports():
-    cmd = launcher_command("/x/mpiexec", mpi_backend.OPENMPI, 16, export=("A", "B"), euid=0,
+    cmd = launcher_command("/x/mpiexec", mpi_launch.OPENMPI, 16, export=("A", "B"), euid=0,
                            python="/py")
     assert cmd == ["/x/mpiexec", "-n", "16", "--allow-run-as-root", "--oversubscribe",
                    "-x", "A", "-x", "B", "/py", "-m", "gpukit.backends.mpi_worker"]
 
 
 def test_open_mpi_command_with_hostfile_as_user():
-    cmd = launcher_command("mpiexec", mpi_backend.OPENMPI, 4, "/h", ("A",), euid=1000, python="p")
+    cmd = launcher_command("mpiexec", mpi_launch.OPENMPI, 4, "/h", ("A",), euid=1000, python="p")
     assert cmd == ["mpiexec", "-n", "4", "--hostfile", "/h", "-x", "A", "p", "-m",
                    "gpukit.backends.mpi_worker"]
 
 
 def test_mpich_command_needs_no_flags():
-    assert launcher_command("mpiexec", mpi_backend.MPICH, 2, export=("A",), euid=0,
+    assert launcher_command("mpiexec", mpi_launch.MPICH, 2, export=("A",), euid=0,
                             python="p") == ["mpiexec", "-n", "2", "p", "-m",
                                             "gpukit.backends.mpi_worker"]
-    assert launcher_command("mpiexec", mpi_backend.MPICH, 2, "/h", euid=0,
+    assert launcher_command("mpiexec", mpi_launch.MPICH, 2, "/h", euid=0,
                             python="p")[3:5] == ["-f", "/h"]
 
 
