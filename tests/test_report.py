@@ -162,6 +162,33 @@ def test_diff_finds_a_2x_slowdown_beyond_run_to_run_noise(cli, tmp_path):
                "--min-change", "150%").returncode == 0
 
 
+def test_diff_fails_when_a_case_that_ran_in_a_failed_or_was_skipped_in_b(cli, tmp_path):
+    data = json.loads(synthetic.CPU_RESULTS.read_text())
+    ok = [c for c in data["cases"] if c["status"] == "ok" and c["label"] == "serial/numpy"]
+    broken, cut = ok[0], ok[1]
+    broken.update(status="failed", reason="check: output disagrees with the reference")
+    cut.update(status="skipped", reason="one run would take longer than the run limit")
+    data.update(complete=False, note="interrupted")
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps(data))
+    a = str(synthetic.CPU_RESULTS)
+
+    # A wrong result fails the diff even without a threshold, and is named.
+    r = cli("diff", a, str(b))
+    assert r.returncode == 1
+    assert "Ran in A, not in B (2):" in r.stdout
+    assert "failed in B: check: output disagrees" in r.stdout
+    assert "B is a partial run (interrupted)" in r.stdout
+    assert r.stderr.count("error: ") == 1 and "1 case(s) that ran in A failed in B" in r.stderr
+    # With a threshold, the skipped case (slower, so cut by the run limit) fails it too.
+    r = cli("diff", a, str(b), "--fail-slower", "10%")
+    assert r.returncode == 1 and "1 case(s) that ran in A were skipped in B" in r.stderr
+    # Back the other way, nothing that ran in A is lost in B.
+    r = cli("diff", str(b), a, "--fail-slower", "10%")
+    assert r.returncode == 0, r.stderr
+    assert "Ran in A, not in B" not in r.stdout
+
+
 def test_diff_min_change_default_is_the_analysis_one(cli):
     assert diff.parse_percent(diff.DEFAULT_MIN_CHANGE) == analysis.MIN_CHANGE
     r = cli("diff", "--help")

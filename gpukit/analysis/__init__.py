@@ -24,7 +24,8 @@ from gpukit.analysis.cases import (BASELINE, MIN_CHANGE, case_text, device_phase
                                    run_phases, series, speedup_vs_baseline, throughput,
                                    transfer_share, variant_name, wall)
 from gpukit.analysis.changes import (ALPHA, MWU_MIN_RUNS, RUN_NOISE_MIN_CASES, RUN_NOISE_SIGMAS,
-                                     Change, Diff, compare_cases, diff, mann_whitney_p, run_to_run)
+                                     Change, Diff, Lost, compare_cases, diff, mann_whitney_p,
+                                     run_to_run)
 from gpukit.analysis.crossovers import Crossover, Scaling, crossover, scaling, walls
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "Limit",
     "limit",
     "limits",
+    "Lost",
     "mann_whitney_p",
     "max_workers",
     "MIN_CHANGE",

@@ -146,12 +146,24 @@ def run_to_run(log_ratios: list[float]) -> float | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class Lost:
+    """A case that ran in A and did not run in B: it failed there (its result disagreed, or it
+    raised), was skipped (the run limit stopped its variant at a smaller size), or could not
+    run (its backend was unavailable)."""
+
+    key: tuple
+    status: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Diff:
     changes: list[Change]
     only_a: list[tuple]
     only_b: list[tuple]
     min_change: float = MIN_CHANGE
     run_noise: float | None = None   # see `run_to_run`; None: too few cases to tell
+    lost: list[Lost] = dataclasses.field(default_factory=list)   # ran in A, not in B
 
     @property
     def run_bar(self) -> float:
@@ -167,5 +179,10 @@ def diff(a: dict, b: dict, min_change: float = MIN_CHANGE) -> Diff:
     common = sorted(set(ia) & set(ib), key=key_order)
     noise = run_to_run([math.log(wall(ib[k]) / wall(ia[k])) for k in common])
     changes = [compare_cases(ia[k], ib[k], min_change, noise or 0.0) for k in common]
-    return Diff(changes, sorted(set(ia) - set(ib), key=key_order),
-                sorted(set(ib) - set(ia), key=key_order), min_change, noise)
+    # Cases that ran in A but are in B with another status: losing them is news, not absence.
+    not_ok_b = {model.case_key(c): c for c in b["cases"] if c.get("status") != "ok"}
+    lost = [Lost(k, not_ok_b[k]["status"], not_ok_b[k].get("reason") or "")
+            for k in sorted(set(ia) & set(not_ok_b), key=key_order)]
+    gone = {x.key for x in lost}
+    return Diff(changes, sorted(set(ia) - set(ib) - gone, key=key_order),
+                sorted(set(ib) - set(ia), key=key_order), min_change, noise, lost)

@@ -18,6 +18,11 @@ comparisons, which ask for both statistical significance and a minimum effect si
 Each row says which test judged it and which bar it had to clear. `--fail-slower 10%` makes the
 exit status 1 when any case got slower beyond the noise by more than 10%, for CI; the summary
 says when the run-to-run noise is too large for a threshold that small to be checked.
+
+A case that ran in A and failed in B (a wrong result, an error) is listed and makes the exit
+status 1 with or without `--fail-slower`: a gate on speed must not pass a broken result. One
+that B skipped (the run limit stopped its variant at a smaller size, since it got slower) fails
+`--fail-slower` too.
 """
 
 from __future__ import annotations
@@ -73,25 +78,70 @@ def run(args) -> int:
     min_change = parse_percent(args.min_change, "--min-change")
     a, b = load_results(args.a), load_results(args.b)
     d = analysis.diff(a, b, min_change)
-    if not d.changes:
+    if not d.changes and not d.lost:
         raise UsageError(f"{args.a} and {args.b} have no case in common (another kernel, "
                          f"parameters or sizes?)")
     out = console()
-    out.print(f"A: {args.a}: " + format.machine_lines(a)[0], markup=False)
-    out.print(f"B: {args.b}: " + format.machine_lines(b)[0], markup=False)
+    for name, data in (("A", a), ("B", b)):
+        path = args.a if name == "A" else args.b
+        out.print(f"{name}: {path}: " + format.machine_lines(data)[0], markup=False)
+        partial = format.partial_text(data)
+        if partial:
+            out.print(f"   {name} is a {partial}", markup=False)
     table = change_table(d, threshold, args.all)
     if table.row_count:
         out.print(table)
+    for line in lost_lines(d):
+        out.print(line, markup=False)
     for line in summary_lines(d, args.a, args.b, threshold):
         out.print(line, markup=False)
-    failing = [c for c in d.changes if fails(c, threshold)]
-    if failing:
-        worst = max(failing, key=lambda c: c.change)
-        print(f"error: {len(failing)} case(s) slower by more than {threshold * 100:g}% beyond the "
-              f"noise; worst {analysis.case_text(worst.key)}: {worst.change:+.1%}",
-              file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+    errors = failure_lines(d, threshold)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def failure_lines(d: analysis.Diff, threshold: float | None) -> list[str]:
+    """Why the exit status is 1: cases that failed in B, and with a threshold, cases that got
+    slower beyond it or that B's run limit skipped."""
+    from gpukit import analysis
+
+    lines = []
+    broken = [x for x in d.lost if x.status == "failed"]
+    if broken:
+        lines.append(f"{len(broken)} case(s) that ran in A failed in B; first "
+                     f"{analysis.case_text(broken[0].key)}: {_short(broken[0].reason)}")
+    if threshold is None:
+        return lines
+    slower = [c for c in d.changes if fails(c, threshold)]
+    if slower:
+        worst = max(slower, key=lambda c: c.change)
+        lines.append(f"{len(slower)} case(s) slower by more than {threshold * 100:g}% beyond the "
+                     f"noise; worst {analysis.case_text(worst.key)}: {worst.change:+.1%}")
+    skipped = [x for x in d.lost if x.status == "skipped"]
+    if skipped:
+        lines.append(f"{len(skipped)} case(s) that ran in A were skipped in B; first "
+                     f"{analysis.case_text(skipped[0].key)}: {_short(skipped[0].reason)}")
+    return lines
+
+
+def lost_lines(d: analysis.Diff, most: int = 10) -> list[str]:
+    """The cases that ran in A and not in B, with B's reason, a few of them by name."""
+    from gpukit import analysis
+
+    if not d.lost:
+        return []
+    lines = [f"Ran in A, not in B ({len(d.lost)}):"]
+    for x in d.lost[:most]:
+        lines.append(f"- {analysis.case_text(x.key)}: {x.status} in B: {_short(x.reason)}")
+    if len(d.lost) > most:
+        lines.append(f"- and {len(d.lost) - most} more")
+    return lines
+
+
+def _short(reason: str, chars: int = 160) -> str:
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= chars else reason[:chars - 3] + "..."
 
 
 def fails(c: analysis.Change, threshold: float | None) -> bool:
@@ -138,6 +188,7 @@ def summary_lines(d: analysis.Diff, a_name: str, b_name: str,
               for v in ("faster", "slower", "within noise")}
     lines = [f"{len(d.changes)} cases in both: {counts['faster']} faster, {counts['slower']} "
              f"slower beyond the noise, {counts['within noise']} within it"
+             + (f"; ran in A, not in B: {len(d.lost)}" if d.lost else "")
              + (f"; only in A: {len(d.only_a)}" if d.only_a else "")
              + (f"; only in B: {len(d.only_b)}" if d.only_b else "") + "."]
     test = (f"Noise: a change counts when Mann-Whitney U says so (p < {analysis.ALPHA:g}, from "
