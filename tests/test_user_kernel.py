@@ -124,6 +124,21 @@ class WrongAnswer(Base):
         np.multiply(split["x"], np.float32(3), out=out["z"])
 
 
+class NanInReference(Base):
+    # Finite for the 4-row load check, one NaN at larger sizes: a comparison with NaN is false,
+    # so without a check of the reference itself any output would pass.
+    name = "naninreference"
+
+    def reference(self, inputs, params):
+        z = super().reference(inputs, params)["z"]
+        if z.shape[0] > 4:
+            z[z.shape[0] // 2] = np.nan
+        return {"z": z}
+
+    def numpy(self, split, whole, out, params):
+        out["z"][:] = 12345.0
+
+
 class PythonOnly(Base):
     name = "pythononly"
     numpy = None
@@ -163,6 +178,19 @@ def test_a_broken_implementation_fails_its_cases_by_name_and_the_rest_run(
             assert words in case["reason"], case  # on every backend alike
         else:
             assert case["status"] == "ok", case
+
+
+def test_a_reference_with_nan_fails_every_case_instead_of_passing_any_output(
+        gpukit_cli, broken_file, tmp_path):
+    output = tmp_path / "nan.json"
+    result = gpukit_cli("compare", "--kernel", f"{broken_file}:NanInReference", "--backends",
+                        "serial", "--sizes", "1001", *FAST, "-o", str(output))
+    assert result.returncode == 1, result.stdout + result.stderr
+    cases = json.loads(output.read_text())["cases"]
+    assert {c["impl"] for c in cases} == {"python", "numpy"}
+    for case in cases:
+        assert case["status"] == "failed", case
+        assert "the reference's 'z' has 1 NaN or inf value(s)" in case["reason"], case
 
 
 def test_missing_implementations_are_skipped_with_the_reason(broken_file):
@@ -214,14 +242,14 @@ def test_a_backend_with_nothing_to_run_names_the_kernel():
 
 @pytest.mark.parametrize("spec,words", [
     ("{dir}/nope.py:Saxpy", "does not exist"),
-    ("{file}:Nope", "has no attribute 'Nope' (kernels there: Base, PythonOnly, Raises, Rebinds, "
+    ("{file}:Nope", "has no attribute 'Nope' (kernels there: Base, NanInReference, PythonOnly, Raises, Rebinds, "
                     "WritesNothing, WrongAnswer, WrongShape)"),
     ("{file}:NOT_A_KERNEL", "is a int, not a gpukit Kernel subclass or instance"),
     ("{dir}/syntax_error.py:K", "importing kernel file"),
     ("no_such_module_xyz:K", "no module named 'no_such_module_xyz'"),
     ("no_such_kernel", "unknown kernel 'no_such_kernel' (built in: polyval, blackscholes"),
     ("{file}:", "expected path/to/file.py:Name or module:Name"),
-    ("{file}", "after a colon, as in {file}:Base (kernels there: Base, PythonOnly"),
+    ("{file}", "after a colon, as in {file}:Base (kernels there: Base, NanInReference, PythonOnly"),
 ])
 def test_a_bad_spec_is_a_one_line_usage_error(broken_file, spec, words):
     (broken_file.parent / "syntax_error.py").write_text("def broken(:\n")
@@ -313,6 +341,11 @@ def test_invalid_definitions_are_refused_at_load_time(tmp_path):
 
         class UnknownCudaScalar(MisspelledCudaArg):
             cuda_args = ("x", "z", ("iters", np.int32))
+
+        class NanReference(Works):
+            name = "nanreference"
+            def reference(self, inputs, params):
+                return {"z": np.full(inputs.split["x"].shape[0], np.nan)}
     '''))
     for cls, words in (("NoImpl", "has no implementation"), ("NoOutputs", "must name at least"),
                        ("MissingCu", "does not exist"),
@@ -321,7 +354,9 @@ def test_invalid_definitions_are_refused_at_load_time(tmp_path):
                                        "NotImplementedError"),
                        ("ReferenceMissesAnOutput", "reference\\(\\) gives no 'w'"),
                        ("MisspelledCudaArg", "CUDA argument 'xx' is neither an input nor"),
-                       ("UnknownCudaScalar", "CUDA scalar 'iters' is neither n nor a param")):
+                       ("UnknownCudaScalar", "CUDA scalar 'iters' is neither n nor a param"),
+                       ("NanReference", "reference\\(\\) of a 4-row problem gives NaN or inf "
+                                        "in 'z'")):
         with pytest.raises(UsageError, match=words) as info:
             kernels.load(f"{path}:{cls}")
         assert "\n" not in str(info.value)

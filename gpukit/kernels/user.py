@@ -133,6 +133,12 @@ class SimpleKernel(Kernel):
         error, detail = 0.0, ""
         for name in self.outputs:
             r = np.asarray(ref[name], dtype=np.float64)
+            bad = int(np.count_nonzero(~np.isfinite(r)))
+            if bad:
+                # A NaN in the reference turns every comparison with it false: anything would pass.
+                return failed_check(self.tolerance, measure,
+                                    f"the reference's {name!r} has {bad} NaN or inf value(s), so "
+                                    f"no output can be checked against it")
             diff = np.abs(out[name].astype(np.float64) - r)
             scale = float(np.max(np.abs(r))) if r.size else 0.0
             rel = diff / scale if scale > 0 else diff
@@ -387,6 +393,11 @@ def _try_small_problem(kernel: Kernel, label: str, params: Mapping[str, int]) ->
             if missing:
                 raise UsageError(f"{label}: reference() gives no {missing[0]!r}; it returns "
                                  f"every output by name")
+            for name in kernel.outputs:
+                if not np.all(np.isfinite(np.asarray(result[name], dtype=np.float64))):
+                    raise UsageError(f"{label}: reference() of a 4-row problem gives NaN or inf "
+                                     f"in {name!r}; outputs are checked against it, so it must "
+                                     f"be finite")
     if kernel.cuda_file is not None:
         try:
             check_cuda_args(kernel, kernel.cuda_launch(4, params), inputs, params)
