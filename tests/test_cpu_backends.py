@@ -72,11 +72,26 @@ def test_process_phase_split_with_worker_stamps():
     had its data, compute until the last finished, out the rest."""
     variant = Variant("processes", "numpy", (("transfer", "pickle"),))
     session = backends.get("processes")(variant, 2)
-    timing = session._timing(0.5, [(None, 1.0, 3.0), (None, 1.5, 4.0)], 6.0)
+    timing = session._timing(0.5, [(None, 1.0, 3.0, 11), (None, 1.5, 4.0, 12)], 6.0)
     assert timing.phases_s == {phases.TRANSFER_IN: 1.0, phases.COMPUTE: 2.5,
                                phases.TRANSFER_OUT: 2.0}
     assert timing.wall_s == 5.5
     assert timing.extra == {"worker_compute_max_s": 2.5, "worker_compute_min_s": 2.0}
+
+
+def test_process_phase_split_with_several_chunks_a_worker_counts_their_compute_as_compute():
+    """Two workers, two chunks each, from t0 = 0: each chunk waits 0.5 s for its data and
+    computes for 2 s. The last chunk's data is in hand at 3.0 s, after the first chunks were
+    computed; their compute must not become transfer. Busy time is 2 s waiting and 8 s computing,
+    so the 5 s up to the last finish split 1 : 4, and the 1 s after it is transfer out."""
+    variant = Variant("processes", "numpy", (("transfer", "shm"),))
+    session = backends.get("processes")(variant, 2)
+    stamps = [(None, 0.5, 2.5, 11), (None, 3.0, 5.0, 11), (None, 0.5, 2.5, 12),
+              (None, 3.0, 5.0, 12)]
+    timing = session._timing(0.0, stamps, 6.0)
+    assert timing.phases_s[phases.TRANSFER_IN] == pytest.approx(1.0)
+    assert timing.phases_s[phases.COMPUTE] == pytest.approx(4.0)
+    assert timing.phases_s[phases.TRANSFER_OUT] == pytest.approx(1.0)
 
 
 def test_threads_phases_use_the_backend_clock():

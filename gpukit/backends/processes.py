@@ -10,7 +10,9 @@ compute is done. With `pickle`, "in hand" includes making the output array the w
 sends back, as the other backends allocate their outputs outside the compute they time. On Linux, macOS and Windows that clock is system-wide (CLOCK_MONOTONIC,
 mach_absolute_time, QueryPerformanceCounter), so the stamps compare with the parent's, and each run
 splits exactly into transfer_in (until the last worker had its data), compute (until the last
-worker finished) and transfer_out (until the parent holds every output).
+worker finished) and transfer_out (until the parent holds every output). With several chunks a
+worker (--chunks-per-worker), the span up to the last finish is split by how long the workers
+waited for their chunks' data against how long they computed.
 
 Workers are never forked from a process that may hold a CUDA context (a forked CUDA context is
 unusable): the default start method is forkserver where it exists, else spawn. `fork` is allowed
@@ -20,6 +22,7 @@ on request, and the runner refuses it when a GPU backend is in the same run.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -68,7 +71,25 @@ def _run_pickled(spec, impl, params, split, whole):
     out = kernel.alloc_outputs(n, params)
     t_ready = time.perf_counter()
     run_impl(kernel.host_impls()[impl], split, whole, out, params)
-    return out, t_ready, time.perf_counter()
+    return out, t_ready, time.perf_counter(), os.getpid()
+
+
+def _waiting_share(t0: float, results) -> float:
+    """Of the time workers were busy with a run, the share spent waiting for a chunk's data
+    (from the run's start or the worker's previous chunk until the chunk was in hand) rather
+    than computing it."""
+    waiting = computing = 0.0
+    by_worker: dict[int, list] = {}
+    for r in results:
+        by_worker.setdefault(r[3], []).append(r)
+    for chunks in by_worker.values():
+        free = t0
+        for _out, ready, done, _pid in sorted(chunks, key=lambda r: r[1]):
+            waiting += max(0.0, ready - free)
+            computing += max(0.0, done - ready)
+            free = max(free, done)
+    busy = waiting + computing
+    return waiting / busy if busy > 0 else 0.0
 
 
 def _attach(name: str) -> shared_memory.SharedMemory:
@@ -100,7 +121,7 @@ def _run_shared(spec, impl, params, layout, split_names, whole_names, out_names,
     out = {name: _view(layout, name)[lo:hi] for name in out_names}
     t_recv = time.perf_counter()
     run_impl(kernels.load(spec).host_impls()[impl], split, whole, out, params)
-    return None, t_recv, time.perf_counter()
+    return None, t_recv, time.perf_counter(), os.getpid()
 
 
 # -- parent side ---------------------------------------------------------------------------------
@@ -198,12 +219,19 @@ class ProcessesBackend(Backend):
         return out, self._timing(t0, results, self.clock())
 
     def _timing(self, t0, results, t_end) -> RunTiming:
+        """Split [t0, t_end] into phases from the workers' stamps (chunk out, ready, done, pid)."""
         last_recv = max(r[1] for r in results)
         last_done = max(r[2] for r in results)
         # A worker can finish before the last one has its data; the split stays exact and
         # non-negative by clamping each boundary into [t0, t_end] in order.
         b1 = min(max(last_recv, t0), t_end)
         b2 = min(max(last_done, b1), t_end)
+        if len(results) > self.workers:
+            # Several chunks a worker: the last chunk's data arrives after the others were
+            # computed, so "until the last worker had its data" would count their compute as
+            # transfer. Split the span up to the last finish by what the workers spent waiting
+            # for each chunk's data against computing it.
+            b1 = t0 + (b2 - t0) * _waiting_share(t0, results)
         worker_compute = [r[2] - r[1] for r in results]
         return RunTiming(host_phases(b1 - t0, b2 - b1, t_end - b2), t_end - t0,
                          extra={"worker_compute_max_s": max(worker_compute),
