@@ -14,6 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from gpukit import phases
 from gpukit.backends.base import Variant
 from gpukit.errors import UsageError
 
@@ -90,16 +91,121 @@ def _jsonable(value):
 
 
 def load(path: str | os.PathLike) -> dict:
+    """A results file, checked enough that reading any field a report uses cannot fail."""
     try:
         with open(path) as f:
             data = json.load(f)
     except FileNotFoundError:
         raise UsageError(f"no such results file: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a folder; give a results file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not JSON: it is not even text") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path} is not JSON: {exc}") from None
-    if data.get("format") != FORMAT:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UsageError(f"{path} is not a gpukit results file")
-    if data.get("version", 0) > FORMAT_VERSION:
-        raise UsageError(f"{path} has results format {data['version']}; this gpukit reads up to "
+    version = data.get("version", 0)
+    if not _is_number(version):
+        raise UsageError(f"{path} is a damaged results file: version is {version!r}")
+    if version > FORMAT_VERSION:
+        raise UsageError(f"{path} has results format {version}; this gpukit reads up to "
                          f"{FORMAT_VERSION}")
+    problem = structure_problem(data)
+    if problem:
+        raise UsageError(f"{path} is a damaged results file: {problem}")
     return data
+
+
+# -- structure -----------------------------------------------------------------------------------
+# What the report, page, plots and analysis read without checking. A hand-edited or truncated
+# file fails here with the field's place named, rather than half way through a report.
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _kind_problem(value, kind, where: str) -> str | None:
+    if kind == "number":
+        return None if _is_number(value) else f"{where} should be a number, not {value!r:.40}"
+    names = {dict: "an object", list: "a list", str: "a string"}
+    if not isinstance(value, kind):
+        return f"{where} should be {names[kind]}, not {type(value).__name__}"
+    return None
+
+
+def _fields_problem(obj: dict, fields: dict, where: str) -> str | None:
+    """The first of `fields` (name -> type or 'number') missing from `obj` or of the wrong kind."""
+    for name, kind in fields.items():
+        place = f"{where}.{name}" if where else name
+        if name not in obj:
+            return f"{place} is missing"
+        problem = _kind_problem(obj[name], kind, place)
+        if problem:
+            return problem
+    return None
+
+
+TOP_FIELDS = {"machine": dict, "sweep": dict, "backends": dict, "sessions": list, "cases": list}
+SWEEP_FIELDS = {"kernel": str, "param_sets": list}
+CASE_FIELDS = {"label": str, "backend": str, "params": dict, "n": "number",
+               "workers": "number"}
+WORK_FIELDS = {"flops": "number", "bytes_in": "number", "bytes_out": "number"}
+# The statistics the report's tables and plots take from each summary.
+RUN_PHASE_FIELDS = {name: dict for name in phases.RUN_PHASES}
+STAT_FIELDS = {"median": "number", "q1": "number", "q3": "number", "rel_spread": "number"}
+
+
+def structure_problem(data: dict) -> str | None:
+    """What is wrong with a results file's structure, in a few words, or None."""
+    problem = (_fields_problem(data, TOP_FIELDS, "")
+               or _fields_problem(data["sweep"], SWEEP_FIELDS, "sweep"))
+    if problem:
+        return problem
+    for i, pset in enumerate(data["sweep"]["param_sets"]):
+        problem = problem or _kind_problem(pset, dict, f"sweep.param_sets[{i}]")
+    for i, session in enumerate(data["sessions"]):
+        problem = problem or _session_problem(session, f"sessions[{i}]")
+    for i, case in enumerate(data["cases"]):
+        problem = problem or _case_problem(case, f"cases[{i}]")
+    return problem
+
+
+def _session_problem(session, where: str) -> str | None:
+    problem = _kind_problem(session, dict, where) or _fields_problem(session, {"id": "number"},
+                                                                     where)
+    if problem or session.get("startup") is None:
+        return problem
+    startup = session["startup"]
+    return (_kind_problem(startup, dict, f"{where}.startup")
+            or _fields_problem(startup, {"total_s": "number", "facts": dict}, f"{where}.startup"))
+
+
+def _case_problem(case, where: str) -> str | None:
+    problem = _kind_problem(case, dict, where) or _fields_problem(case, CASE_FIELDS, where)
+    if problem or case.get("status") != "ok":
+        # Only cases that ran are timed; a failed or skipped one carries a reason instead.
+        return problem
+    problem = (_fields_problem(case, {"work": dict, "summary": dict}, where)
+               or _fields_problem(case["work"], WORK_FIELDS, f"{where}.work")
+               or _fields_problem(case["summary"], {"wall_s": dict, "phases_s": dict},
+                                  f"{where}.summary")
+               or _fields_problem(case["summary"]["wall_s"], STAT_FIELDS,
+                                  f"{where}.summary.wall_s")
+               or _fields_problem(case["summary"]["phases_s"], RUN_PHASE_FIELDS,
+                                  f"{where}.summary.phases_s"))
+    if problem:
+        return problem
+    clocks = {"phases_s": case["summary"]["phases_s"]}
+    if case["summary"].get("device_s") is not None:
+        clocks["device_s"] = case["summary"]["device_s"]
+    for clock, by_phase in clocks.items():
+        problem = problem or _kind_problem(by_phase, dict, f"{where}.summary.{clock}")
+        for name, stats in (by_phase.items() if not problem else ()):
+            place = f"{where}.summary.{clock}.{name}"
+            problem = problem or _kind_problem(stats, dict, place) or \
+                _fields_problem(stats, {"median": "number"}, place)
+    return problem

@@ -226,3 +226,49 @@ def test_not_a_results_file_and_no_common_cases(cli, tmp_path):
     shifted.write_text(json.dumps(data))
     r = cli("diff", str(synthetic.CPU_RESULTS), str(shifted))
     assert r.returncode == 2 and "no case in common" in r.stderr
+
+
+def _damaged(edit):
+    data = json.loads(synthetic.CPU_RESULTS.read_text())
+    edit(data)
+    return data
+
+
+@pytest.mark.parametrize("content, message", [
+    ([1, 2], "is not a gpukit results file"),
+    (_damaged(lambda d: d["cases"][0].pop("summary")), "cases[0].summary is missing"),
+    (_damaged(lambda d: d["cases"][0]["summary"]["wall_s"].update(median="fast")),
+     "cases[0].summary.wall_s.median should be a number, not 'fast'"),
+    (_damaged(lambda d: d["cases"][1]["summary"]["phases_s"].pop("compute")),
+     "cases[1].summary.phases_s.compute is missing"),
+    (_damaged(lambda d: d.update(machine="box")), "machine should be an object, not str"),
+    (_damaged(lambda d: d["sweep"].pop("param_sets")), "sweep.param_sets is missing"),
+    (_damaged(lambda d: d["cases"].append("case")), "should be an object, not str"),
+    (_damaged(lambda d: d.update(version="1")), "version is '1'"),
+])
+def test_a_damaged_results_file_is_one_error_line_naming_what_is_wrong(cli, tmp_path, content,
+                                                                      message):
+    path = tmp_path / "damaged.json"
+    path.write_text(json.dumps(content))
+    for command in (("report", str(path)), ("diff", str(path), str(synthetic.CPU_RESULTS))):
+        r = cli(*command)
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.startswith(f"error: {path} ")
+        assert message in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_report_of_a_folder_is_a_usage_error(cli, tmp_path):
+    r = cli("report", str(tmp_path))
+    assert r.returncode == 2 and r.stderr == f"error: {tmp_path} is a folder; give a results file\n"
+
+
+@pytest.mark.parametrize("option, message", [
+    ("--html", "cannot write the HTML page to /proc/gpukit/x"),
+    ("--csv", "cannot write the CSV to /proc/gpukit/x"),
+    ("--markdown", "cannot write the Markdown to /proc/gpukit/x"),
+    ("--plots", "cannot write the plots to /proc/gpukit/x"),
+])
+def test_report_refuses_unwritable_outputs_before_printing_anything(cli, option, message):
+    r = cli("report", str(synthetic.CPU_RESULTS), option, "/proc/gpukit/x")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith(f"error: {message}") and r.stderr.count("\n") == 1

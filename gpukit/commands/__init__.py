@@ -112,15 +112,28 @@ def console(stderr: bool = False):
 
 def check_writable(path: str, what: str) -> None:
     """Refuse, before anything is measured, an output path that could not be written."""
-    import tempfile
     from pathlib import Path
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"the {what} path {path} is a folder; give a file name")
-    folder = target.parent
+    _try_write_in(target.parent, f"cannot write the {what} to {path}")
+
+
+def check_writable_folder(path: str, what: str) -> None:
+    """The same for an output folder: it can be made, and a file written in it."""
+    from pathlib import Path
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"the {what} folder {path} is a file; give a folder")
+    _try_write_in(target, f"cannot write the {what} to {path}")
+
+
+def _try_write_in(folder, failure: str) -> None:
+    # Creating a real file is the only check that sees read-only mounts, quotas and /proc alike.
+    import tempfile
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        raise UsageError(f"cannot write the {what} to {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"{failure}: {exc.strerror or exc}") from None
