@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+from gpukit.errors import UsageError
+
 FORMAT = "gpukit-ceilings"
 FORMAT_VERSION = 1
 
@@ -54,6 +56,15 @@ FIGURES = {
 }
 
 
+class NotSaved(UsageError):
+    """Ceilings were measured but could not be written; `data` holds them, so that the command
+    can still show what minutes of measuring found."""
+
+    def __init__(self, message: str, data: dict):
+        super().__init__(message)
+        self.data = data
+
+
 def cache_dir() -> Path:
     base = os.environ.get("GPUKIT_CACHE_DIR")
     if base:
@@ -81,13 +92,17 @@ def save(machine: dict, figures: dict, curves: dict | None = None,
     `settings` says how they were measured (e.g. {"quick": true}), so a reader can tell a smoke
     test's rough figures from a full measurement."""
     path = path or cache_path(machine)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "version": FORMAT_VERSION, "machine": machine,
             "figures": figures, "curves": curves or {}, "missing": missing or {},
             "settings": settings or {}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.replace(path)
+    except OSError as exc:
+        raise NotSaved(f"could not write the ceilings to {path}: {exc.strerror or exc}",
+                       data) from None
     return path
 
 

@@ -491,3 +491,34 @@ def test_pycuda_launch_cost(session):
     for name in ("launch_pycuda_s", "launch_pycuda_sync_s", "launch_pycuda_prepared_s"):
         assert 1e-7 < figures[name] < 1e-2, (name, figures[name])
     assert figures["launch_pycuda_s"] < figures["launch_pycuda_sync_s"]
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (("--json", "/proc/x.json"), {}, "cannot write the --json ceilings to /proc/x.json"),
+    ((), {"GPUKIT_CACHE_DIR": "/proc/nope"}, "cannot write the ceilings cache to /proc/nope"),
+])
+def test_unwritable_outputs_are_refused_before_measuring(gpukit_cli, tmp_path, args, env,
+                                                         message):
+    env = {"GPUKIT_CACHE_DIR": str(tmp_path / "cache"), **env}
+    proc = gpukit_cli("limits", "--quick", *args, env=env)
+    assert proc.returncode == 2
+    # One line and no "measuring ..." before it: nothing was measured only to be thrown away.
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_ceilings_that_cannot_be_saved_after_measuring_are_still_shown(monkeypatch, capsys,
+                                                                      tmp_path):
+    from gpukit import cli
+    monkeypatch.setenv("GPUKIT_CACHE_DIR", str(tmp_path))
+
+    def measure_then_lose_the_cache(**kw):
+        # The cache folder vanished (or filled) while measuring: save fails after the fact.
+        ceilings.save({"hostname": "h", "cpu": "c", "cores": 1}, {"thread_start_s": 4.2e-5},
+                      path=ceilings.Path("/proc/nope/ceilings.json"), settings={"wall_s": 1.0})
+    monkeypatch.setattr(limits, "measure_all", measure_then_lose_the_cache)
+    assert cli.main(["limits", "--quick"]) == 2
+    captured = capsys.readouterr()
+    assert "thread_start_s" in captured.out and "not stored" in captured.out
+    lines = captured.err.strip().splitlines()
+    assert lines[-1].startswith("error: could not write the ceilings to /proc/nope/ceilings.json")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpukit.commands import EXIT_OK, console
+from gpukit.commands import EXIT_OK, check_writable, check_writable_folder, console
 from gpukit.errors import UsageError
 
 
@@ -22,27 +22,55 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from gpukit import ceilings, limits
     json_path = Path(args.json) if args.json else None
-    if json_path is not None and not json_path.parent.is_dir():
-        raise UsageError(f"--json: folder {json_path.parent} does not exist")
+    check_outputs(json_path)
     out = console()
     err = console(stderr=True)
-    with _progress(err) as progress:
-        data = limits.measure_all(refresh=args.refresh, progress=progress, quick=args.quick)
+    not_saved = []
+    try:
+        with _progress(err) as progress:
+            data = limits.measure_all(refresh=args.refresh, progress=progress, quick=args.quick)
+    except ceilings.NotSaved as exc:
+        # The cache went away while measuring: show the figures anyway, then say so.
+        data = {**exc.data, "path": None, "cached": False}
+        not_saved.append(str(exc))
     if json_path is not None:
-        ceilings.save(data["machine"], data["figures"], data["curves"], data["missing"],
-                      path=json_path, settings=data.get("settings"))
+        try:
+            ceilings.save(data["machine"], data["figures"], data["curves"], data["missing"],
+                          path=json_path, settings=data.get("settings"))
+        except ceilings.NotSaved as exc:
+            json_path = None
+            not_saved.append(str(exc))
     for table in _tables(data):
         out.print(table)
     for line in limits.missing_lines(data):
         out.print(line, markup=False)
+    out.print(_summary_line(data, json_path), markup=False)
+    if not_saved:
+        raise UsageError("; ".join(not_saved) + " (the figures above are all there is of them)")
+    return EXIT_OK
+
+
+def check_outputs(json_path: Path | None) -> None:
+    """Refuse, before minutes of measuring, a cache or --json path that cannot be written."""
+    from gpukit import ceilings
+    if json_path is not None:
+        if not json_path.parent.is_dir():
+            raise UsageError(f"--json: folder {json_path.parent} does not exist")
+        check_writable(str(json_path), "--json ceilings")
+    try:
+        check_writable_folder(str(ceilings.cache_dir()), "ceilings cache")
+    except UsageError as exc:
+        raise UsageError(f"{exc} (set GPUKIT_CACHE_DIR to a folder you can write)") from None
+
+
+def _summary_line(data: dict, json_path: Path | None) -> str:
     settings = data.get("settings", {})
     how = ("reused from the cache (--refresh measures again)" if data["cached"]
            else f"measured in {settings.get('wall_s', 0):.1f} s")
     if settings.get("quick"):
         how += "; --quick: rough figures"
-    out.print(f"ceilings {how}; stored in {data['path']}"
-              + (f"; written to {json_path}" if json_path else ""), markup=False)
-    return EXIT_OK
+    where = f"stored in {data['path']}" if data["path"] else "not stored"
+    return f"ceilings {how}; {where}" + (f"; written to {json_path}" if json_path else "")
 
 
 def _tables(data: dict) -> list:
