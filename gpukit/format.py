@@ -179,7 +179,8 @@ def partial_text(data: dict) -> str | None:
         return None
     why = data.get("note") or "it did not finish"
     return (f"partial run ({why}): only the {len(data['cases'])} cases measured before that are "
-            "here, and findings about larger sizes may be missing")
+            "here; the findings leave out the size it stopped inside, and know nothing of the "
+            "sizes after it")
 
 
 def machine_lines(data: dict) -> list[str]:

@@ -518,6 +518,21 @@ def test_fastest_switches_once_a_variant_wins_beyond_the_noise():
     assert "threads/numpy x2 from n≈2^18.1" in f.text
 
 
+def test_fastest_leaves_out_the_size_an_interrupted_run_stopped_inside():
+    # serial wins at every size; at the last, only threads ran before the interrupt
+    data = two_variants([1.5, 1.5, 1.5], jitter=0.01)
+    last = max(c["n"] for c in data["cases"])
+    data["cases"] = [c for c in data["cases"] if not (c["n"] == last and c["label"] == "serial/numpy")]
+    data.update(complete=False, note="interrupted")
+    f = fastest(data)
+    assert [w["label"] for w in f.numbers["winners"]] == ["serial/numpy"]
+    assert f"left out, where the interrupted run stopped: n={analysis.fmt_n(last)}" in f.text
+    # The same data from a complete run: serial ended there, threads is fastest at that size.
+    data["complete"] = True
+    assert [w["label"] for w in fastest(data).numbers["winners"]] == ["serial/numpy",
+                                                                      "threads/numpy"]
+
+
 def test_quick_ceilings_are_called_rough():
     data = synthetic.load_cpu()
     stored = {"figures": {"host_numpy_1t_gflops": 12.0}, "missing": {}, "settings": {"quick": True}}

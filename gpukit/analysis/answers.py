@@ -115,8 +115,23 @@ def _fastest_stretches(idx, pkey, sizes) -> list[_Stretch]:
     return stretches
 
 
+def _unfinished_sizes(data: dict, pkey: tuple) -> set[int]:
+    """In a run that was interrupted, the sizes where some variant has no record at all (not
+    even failed or skipped): the run stopped inside them, so "fastest" there would only be the
+    fastest of what happened to run first."""
+    if data.get("complete", True):
+        return set()
+    records: dict[int, set] = {}
+    for c in data["cases"]:
+        if params_key(c["params"]) == pkey:
+            records.setdefault(c["n"], set()).add((c["label"], c["workers"]))
+    every = set().union(*records.values()) if records else set()
+    return {n for n, seen in records.items() if seen != every}
+
+
 def _fastest_findings(idx, pkey, ptxt, data):
-    sizes = sorted({n for (p, _l, _w, n) in idx if p == pkey})
+    unfinished = _unfinished_sizes(data, pkey)
+    sizes = sorted({n for (p, _l, _w, n) in idx if p == pkey} - unfinished)
     if not sizes:
         return []
     stretches = _fastest_stretches(idx, pkey, sizes)
@@ -150,6 +165,9 @@ def _fastest_findings(idx, pkey, ptxt, data):
     notes = []
     if switches:
         notes.append("switch points interpolated on log n between measured sizes")
+    if unfinished:
+        notes.append("left out, where the interrupted run stopped: n="
+                     + ", ".join(fmt_n(n) for n in sorted(unfinished)))
     if any(st.tied for st in stretches):
         notes.append(f"tied: a gap under {MIN_CHANGE:.0%} or inside either one's spread, where "
                      f"the earlier winner is kept")
