@@ -313,9 +313,13 @@ def _scaling_findings(idx, pkey, ptxt, data):
     for s in results:
         eff = ", ".join(f"{w}: {e:.0%}" for w, e in zip(s.workers, s.efficiency))
         backend, impl = (s.label.split("/") + [""])[:2]
-        if backend == "threads" and impl in model.GIL_HOLDING and s.speedup[-1] < GIL_SPEEDUP:
+        gil_held = backend == "threads" and impl in model.GIL_HOLDING
+        if gil_held and s.speedup[-1] < GIL_SPEEDUP:
             # The same test as the threads finding's: a few percent is not the GIL letting go.
             sat = "GIL-bound, no real gain"
+        elif gil_held and data["machine"].get("gil_enabled", True):
+            # The threads finding says the same: with the GIL on, a gain this large is noise.
+            sat = "more than the GIL should allow: check the noise"
         elif s.saturates_at is not None:
             sat = f"no gain beyond {s.saturates_at} worker{'s' * (s.saturates_at > 1)}"
         else:
