@@ -68,17 +68,18 @@ def timing(data: dict, an: analysis.Analysis | None = None) -> Figure:
     colors = _colors({l for (_p, l, _w, _n) in idx})
     for ax, (pkey, ptxt) in zip(axes, psets):
         drawn = False
-        for label in sorted({l for (p, l, _w, _n) in idx if p == pkey}):
-            w = analysis.max_workers(idx, pkey, label)
+        for label, w in _timing_lines(idx, pkey):
             cases = analysis.series(idx, pkey, label, w)
             ns = sorted(cases)
             med = [analysis.wall(cases[n]) for n in ns]
             q1 = [cases[n]["summary"]["wall_s"]["q1"] for n in ns]
             q3 = [cases[n]["summary"]["wall_s"]["q3"] for n in ns]
-            name = label + (f" x{w}" if w > 1 else "")
-            style = "--" if analysis.is_gpu(cases[ns[0]], data) else "-"
+            most = w == analysis.max_workers(idx, pkey, label)
+            name = analysis.variant_name(label, w, data)
+            style = "--" if analysis.is_gpu(cases[ns[0]], data) else "-" if most else ":"
             ax.plot(ns, med, style, marker="o", ms=3, color=colors[label], label=name)
-            ax.fill_between(ns, q1, q3, color=colors[label], alpha=0.2, linewidth=0)
+            if most:
+                ax.fill_between(ns, q1, q3, color=colors[label], alpha=0.2, linewidth=0)
             drawn = True
         if not drawn:
             _no_data(ax, "no case ran")
@@ -90,9 +91,22 @@ def timing(data: dict, an: analysis.Analysis | None = None) -> Figure:
         ax.set_title(_title(data, ptxt) + ": time per run", fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("Median time per run (band: interquartile range of the repetitions; "
-                 "each variant at its most workers)", fontsize=9)
+    fig.suptitle("Median time per run (band: interquartile range of the repetitions; each "
+                 "variant at its most workers, dotted: fewer workers where fastest)", fontsize=9)
     return fig
+
+
+def _timing_lines(idx: dict, pkey: tuple) -> list[tuple[str, int]]:
+    """Each variant at its most workers, and any other worker count that was the fastest case
+    at some size (a finding may name it, so the plot must show it)."""
+    lines = {(label, analysis.max_workers(idx, pkey, label))
+             for (p, label, _w, _n) in idx if p == pkey}
+    by_n: dict[int, list] = {}
+    for (p, label, w, n), case in idx.items():
+        if p == pkey:
+            by_n.setdefault(n, []).append(((label, w), analysis.wall(case)))
+    lines |= {min(cands, key=lambda c: c[1])[0] for cands in by_n.values()}
+    return sorted(lines)
 
 
 # -- phase bars --------------------------------------------------------------------------------

@@ -1,0 +1,25 @@
+"""What the plots choose to draw (the drawing itself is checked through `report --plots`)."""
+
+from __future__ import annotations
+
+import synthetic
+from gpukit import analysis, plots
+from gpukit.phases import COMPUTE
+
+
+def test_timing_draws_each_variant_at_its_most_workers_and_any_fastest_worker_count():
+    n1, n2 = 2**20, 2**22
+    cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: t}) for n, t in ((n1, 1.0), (n2, 4.0))]
+    # One process beats two at the larger size (and everything else there): a finding will
+    # name "processes/numpy/shm x1", so the plot must have its line.
+    cases += [synthetic.make_case("processes/numpy/shm", n1, {COMPUTE: 2.0}, workers=w)
+              for w in (1, 2)]
+    cases += [synthetic.make_case("processes/numpy/shm", n2, {COMPUTE: t}, workers=w)
+              for w, t in ((1, 2.0), (2, 3.0))]
+    idx = analysis.index({"cases": cases})
+    pkey = analysis.params_key(cases[0]["params"])
+    assert plots._timing_lines(idx, pkey) == [("processes/numpy/shm", 1),
+                                              ("processes/numpy/shm", 2), ("serial/numpy", 1)]
+    # Where the most workers are also the fastest, nothing is added.
+    del idx[(pkey, "processes/numpy/shm", 1, n2)]
+    assert ("processes/numpy/shm", 1) not in plots._timing_lines(idx, pkey)
