@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from gpukit.commands import parse_count, parse_sizes
+from gpukit.commands import parse_count, parse_param_sets, parse_sizes
 from gpukit.errors import UsageError
 
 
@@ -57,10 +57,13 @@ def test_backends_lists_each_with_reason(gpukit_cli):
     (["compare", "--sizes", "ten"], "size must be a positive integer"),
     (["compare", "--sizes", "2^4..2^2"], "needs A <= B"),
     (["compare", "--sizes", "1024,2^-2"], "size must be a positive integer"),
-    (["compare", "--sizes", "1e400"], "size must be a positive integer"),
-    (["compare", "--sizes", "2^99999999999"], "size must be a positive integer"),
-    (["compare", "--sizes", "2^63"], "larger than any machine could hold"),
+    (["compare", "--sizes", "1e400"], "size '1e400' is too large (at most 2^62)"),
+    (["compare", "--sizes", "2^99999999999"], "size '2^99999999999' is too large (at most 2^62)"),
+    (["compare", "--sizes", "2^100"], "size '2^100' is too large (at most 2^62)"),
+    (["compare", "--sizes", "2^63"], "size '2^63' is too large (at most 2^62)"),
     (["compare", "--workers", "2^-1"], "workers must be a positive integer"),
+    (["compare", "--workers", "1,x"], "workers must be a positive integer (like 1, 4, 16), got 'x'"),
+    (["compare", "--workers", ","], "no worker counts given"),
     (["compare", "--workers", "0"], "workers must be positive"),
     (["compare", "--workers", "1,-2"], "workers must be positive"),
     (["compare", "--param", "k=0"], "k must be >= 1"),
@@ -164,3 +167,31 @@ def test_ctrl_c_saves_what_was_measured_and_exits_130_without_tracebacks(tmp_pat
     assert "Traceback" not in stderr, stderr
     data = json.loads(out.read_text())
     assert data["complete"] is False
+
+
+def test_the_same_param_twice_adds_its_values(gpukit_cli, tmp_path):
+    from gpukit import kernels
+    polyval = kernels.load("polyval")
+    assert parse_param_sets(polyval, ["k=2", "k=4,2"]) == ({"k": 2}, {"k": 4})
+    out = tmp_path / "r.json"
+    proc = gpukit_cli("compare", "--backends", "serial", "--impls", "numpy", "--sizes", "1024",
+                      "--workers", "1", "--param", "k=2", "--param", "k=4", "--budget-s", "0.01",
+                      "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(c["params"]["k"] for c in json.loads(out.read_text())["cases"]) == [2, 4]
+
+
+def test_a_run_interrupted_before_any_case_finished_says_so(tmp_path, monkeypatch, capsys):
+    from gpukit import cli, runner
+
+    def interrupted_at_once(self, availability):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(runner.Runner, "run", interrupted_at_once)
+    monkeypatch.setenv("GPUKIT_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "r.json"
+    code = cli.main(["compare", "--backends", "serial", "--sizes", "1024", "--workers", "1",
+                     "--no-progress", "-o", str(out)])
+    assert code == 130
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("0 cases measured (interrupted) in ") and str(out) in last
+    assert json.loads(out.read_text())["cases"] == []

@@ -20,32 +20,49 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU, EXIT_INTERRUPTED = 0, 1, 2, 3, 13
 MAX_COUNT = 2 ** 62
 
 
-def parse_count(text: str, what: str) -> int:
+def parse_count(text: str, what: str, examples: str = "1024, 2^20, 64k") -> int:
     """'1024', '2^20', '1e6' or '64k' -> a positive int, or UsageError naming `what`."""
-    t = text.strip().lower()
     try:
-        if "^" in t:
-            base, exp = (int(part) for part in t.split("^", 1))
-            if exp < 0 or exp > MAX_COUNT.bit_length():  # 2^-1 is no count; 2^10^9 no size
-                raise ValueError
-            value = base ** exp
-        elif t.endswith(("k", "m")):
-            value = int(t[:-1]) * (1024 if t[-1] == "k" else 1024 ** 2)
-        elif "e" in t:
-            f = float(t)
-            if not math.isfinite(f) or f != int(f):
-                raise ValueError
-            value = int(f)
-        else:
-            value = int(t)
+        value = _count_value(text.strip().lower())
     except ValueError:
-        raise UsageError(f"{what} must be a positive integer (like 1024, 2^20, 64k), "
+        raise UsageError(f"{what} must be a positive integer (like {examples}), "
                          f"got {text!r}") from None
     if value <= 0:
         raise UsageError(f"{what} must be positive, got {text!r}")
     if value > MAX_COUNT:
-        raise UsageError(f"{what} {text!r} is larger than any machine could hold (2^62)")
+        raise UsageError(f"{what} {text!r} is too large (at most 2^62)")
     return value
+
+
+def _count_value(t: str) -> int | float:
+    """The number a count's text stands for; ValueError if it is none. Counts past MAX_COUNT
+    come back as infinity rather than being computed (2^10^9 would take minutes)."""
+    if "^" in t:
+        base, exp = (int(part) for part in t.split("^", 1))
+        if exp < 0:  # 2^-1 is no count
+            raise ValueError
+        if abs(base) > 1 and exp > MAX_COUNT.bit_length():
+            return math.inf if base > 0 or exp % 2 == 0 else -math.inf
+        return base ** exp
+    if t.endswith(("k", "m")):
+        return int(t[:-1]) * (1024 if t[-1] == "k" else 1024 ** 2)
+    if "e" in t:
+        f = float(t)
+        if math.isinf(f):
+            return f
+        if math.isnan(f) or f != int(f):
+            raise ValueError
+        return int(f)
+    return int(t)
+
+
+def parse_workers(text: str) -> tuple[int, ...]:
+    """Comma list of worker counts, sorted, each once."""
+    workers = {parse_count(w, "workers", examples="1, 4, 16") for w in text.split(",")
+               if w.strip()}
+    if not workers:
+        raise UsageError("no worker counts given")
+    return tuple(sorted(workers))
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -80,7 +97,10 @@ def parse_names(text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]
 
 
 def parse_param_sets(kernel, given: list[str] | None) -> tuple[dict[str, int], ...]:
-    """--param k=2,64 --param m=3 -> every combination; none -> the kernel's defaults."""
+    """--param k=2,64 --param m=3 -> every combination; none -> the kernel's defaults.
+
+    The same name given twice (--param k=2 --param k=4) means both values, as k=2,4 does: a
+    user adding a value to a command line expects it to join the others, not replace them."""
     if not given:
         return tuple(kernel.resolve_params(p) for p in kernel.default_param_sets)
     axes: dict[str, list[str]] = {}
@@ -88,7 +108,8 @@ def parse_param_sets(kernel, given: list[str] | None) -> tuple[dict[str, int], .
         name, sep, values = item.partition("=")
         if not sep or not values.strip():
             raise UsageError(f"--param takes NAME=V1,V2,..., got {item!r}")
-        axes[name.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+        axis = axes.setdefault(name.strip(), [])
+        axis.extend(v.strip() for v in values.split(",") if v.strip() and v.strip() not in axis)
     names = list(axes)
     return tuple(kernel.resolve_params(dict(zip(names, combo)))
                  for combo in itertools.product(*axes.values()))

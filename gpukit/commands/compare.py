@@ -7,8 +7,8 @@ import sys
 import time
 
 from gpukit.commands import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_GPU, EXIT_OK,
-                             check_writable, console, default_workers, parse_count, parse_names,
-                             parse_param_sets, parse_sizes)
+                             check_writable, console, default_workers, parse_names,
+                             parse_param_sets, parse_sizes, parse_workers)
 from gpukit.errors import UsageError
 
 DEFAULT_OUTPUT = "gpukit-results.json"
@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
                    help="kernel to run: a built-in name (see `gpukit kernels`), "
                         "path/to/file.py:Name or module:Name (default: polyval)")
     p.add_argument("--param", action="append", metavar="NAME=V1,V2",
-                   help="kernel parameter values, e.g. k=2,64 (repeat for several parameters)")
+                   help="kernel parameter values, e.g. k=2,64; repeat for several parameters "
+                        "(every combination runs); the same name twice adds its values")
     p.add_argument("--backends", help="comma list (default: serial,threads,processes,cupy,pycuda; "
                                         "also: mpi)")
     p.add_argument("--impls", help="CPU implementations to run: python,numpy (default: both)")
@@ -66,10 +67,7 @@ def run(args) -> int:
     param_sets = parse_param_sets(kernel, args.param)
     sizes = parse_sizes(args.sizes) if args.sizes else (
         kernel.default_sizes[:3] if args.quick else kernel.default_sizes)
-    workers = (tuple(sorted({parse_count(w, "workers") for w in args.workers.split(",") if w.strip()}))
-               if args.workers else default_workers())
-    if not workers:
-        raise UsageError("workers must be positive integers")
+    workers = parse_workers(args.workers) if args.workers else default_workers()
     names = (parse_names(args.backends, backends.NAMES, "backend") if args.backends
              else backends.DEFAULTS)
     impls = parse_names(args.impls, ("python", "numpy"), "implementation") if args.impls else None
@@ -149,8 +147,7 @@ def run(args) -> int:
         write_text(args.csv, format.csv_text(data, an), "CSV")
     counts = format.status_counts(data)
     out.print()
-    out.print(f"{len(data['cases'])} cases: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-              + f" in {data['wall_s']:.1f} s; results written to {path}", markup=False)
+    out.print(summary_line(data, counts, interrupted, path), markup=False)
     if save_error:
         print(f"error: {save_error}", file=sys.stderr)
     if interrupted:
@@ -163,6 +160,19 @@ def run(args) -> int:
         print(f"error: {counts['failed']} case(s) failed; see the table and {path}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def summary_line(data: dict, counts: dict[str, int], interrupted: bool, path) -> str:
+    """'12 cases: 10 ok, 2 skipped in 3.1 s; ...', and a plain word where no case finished."""
+    n = len(data["cases"])
+    head = f"{n} case{'' if n == 1 else 's'}"
+    if counts:
+        head += ": " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    else:
+        head += " measured"
+    if interrupted:
+        head += " (interrupted)"
+    return f"{head} in {data['wall_s']:.1f} s; results written to {path}"
 
 
 def _save(results, output: str):
