@@ -73,6 +73,21 @@ def classify(case, others=(), ceilings=None, backends=None):
     return analysis.limit(data, case, ceil)
 
 
+def test_a_small_numpy_case_is_overhead_bound_not_memory_bound():
+    # Serial NumPy at 2^10 takes 5 us where the rates alone say well under 1 us: NumPy's fixed
+    # cost per call, which the model derives from the smallest size. At 2^12 it is still most
+    # of the time; at 2^22 the roofline speaks again.
+    cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: t}, params={"k": 2})
+             for n, t in ((2**10, 5e-6), (2**12, 6e-6), (2**22, 1.2e-3))]
+    data = results_with(cases)
+    an = analysis.analyze(data, {"figures": {"host_copy_1t_gbps": 30.0, "host_copy_all_gbps": 40.0,
+                                             "host_numpy_1t_gflops": 10.0}})
+    small = an.limits[model.case_key(cases[1])]
+    assert small.kind == "overhead" and small.short == "overhead"
+    assert "fixed cost per call" in small.text
+    assert an.limits[model.case_key(cases[2])].kind in ("memory", "compute")
+
+
 def test_pickle_transfer_bound_with_percent_of_ceiling():
     case = synthetic.make_case("processes/numpy/pickle", 2**20, {IN: 6e-3, COMPUTE: 1e-3, OUT: 3e-3},
                                workers=2)

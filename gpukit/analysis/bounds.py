@@ -138,6 +138,14 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
         return Limit(dominant, "interpreter", "interpreter",
                      f"interpreter-bound: the pure-Python loop runs at {gflops:.3g} GFLOP/s "
                      f"{_of(pct, cap, 'GFLOP/s', rate_name, ceil)}{vs}", pct)
+    fixed, compute = ceil.fixed_s(case), phase(case, phases.COMPUTE)
+    if compute > 0 and fixed / compute > DOMINANT_SHARE:
+        # A small problem: a roofline percentage would blame memory for what is call overhead.
+        return Limit(dominant, "overhead", "overhead",
+                     f"overhead-bound: about {fmt_s(fixed)} of its {fmt_s(compute)} of compute "
+                     f"is the {impl} implementation's fixed cost per call, the same at any n "
+                     f"(serial at the smallest size shows it); more rows per call come nearly "
+                     f"free")
     bw1, bw_all = ceil.get("host_copy_1t_gbps"), ceil.get("host_copy_all_gbps")
     bw = None if bw1 is None else (min(bw1 * parallel, bw_all) if bw_all else bw1 * parallel)
     where = "one core" if parallel == 1 else f"{parallel} cores"
