@@ -109,6 +109,10 @@ def test_dispatch_bound_when_pool_overhead_dominates():
     case = synthetic.make_case("threads/numpy", 2**10, {COMPUTE: 60e-6}, workers=2)
     lim = classify(case, ceilings={"thread_dispatch_s": 25e-6, "host_numpy_1t_gflops": 10.0})
     assert lim.kind == "dispatch"
+    assert "2 tasks costs about 50 us, about 83% of its 60 us" in lim.text
+    # Measured on another day, the round trips can cost more than this run took in all.
+    lim = classify(case, ceilings={"thread_dispatch_s": 40e-6, "host_numpy_1t_gflops": 10.0})
+    assert "costs about 80 us, nearly all of its 60 us" in lim.text
 
 
 def test_memory_vs_compute_bound_by_intensity_against_the_ridge():

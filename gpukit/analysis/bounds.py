@@ -105,10 +105,14 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
     if case["backend"] in model.DISPATCH:
         cost = model.dispatch_s(case["backend"], workers, ceil)
         if cost is not None and cost / wall(case) > DOMINANT_SHARE:
+            # The cost comes from `limits`, measured on another day: it can exceed this wall.
+            share = cost / wall(case)
+            part = "nearly all" if share >= 0.9 else f"about {share:.0%}"
             return Limit(dominant, "dispatch", "dispatch",
-                         f"dispatch-bound: about {fmt_s(cost)} of its {fmt_s(wall(case))} is the "
-                         f"pool's per-task overhead ({workers} tasks); run serially at this "
-                         f"size, or give each task more work")
+                         f"dispatch-bound: handing out and collecting {workers} task"
+                         f"{'s' * (workers != 1)} costs about {fmt_s(cost)}, {part} of its "
+                         f"{fmt_s(wall(case))}; run serially at this size, or give each task "
+                         f"more work")
     moved = ph[phases.TRANSFER_IN] + ph[phases.TRANSFER_OUT]
     transfer = (case.get("variant") or {}).get("options", {}).get("transfer")
     if moved / total > DOMINANT_SHARE:
