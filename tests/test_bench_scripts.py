@@ -1,6 +1,7 @@
 """The scripts under bench/ run on the GPU machine, where each call costs device time: they must
 at least parse and start here."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +25,21 @@ def test_shell_script_parses(script):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_gpu_checks_refuses_an_unknown_stage_before_doing_anything(tmp_path):
-    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_checks.sh"), "nope"],
+@pytest.mark.parametrize("stages", [["nope"], ["limits", "nope"], ["bench", "kernel"]])
+def test_gpu_checks_refuses_an_unknown_stage_before_doing_anything(tmp_path, stages):
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu_checks.sh"), *stages],
                           capture_output=True, text=True, timeout=60,
                           env={"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")})
-    assert proc.returncode == 2 and "unknown stage nope" in proc.stderr
+    assert proc.returncode == 2 and f"unknown stage {stages[-1]}" in proc.stderr
     assert not (tmp_path / "out").exists()  # nothing installed, made or measured
+
+
+def test_gpu_checks_runs_shell_functions_through_bash():
+    # `timeout` runs programs, not shell functions: a step given a function name fails (rc 127).
+    text = (ROOT / "bench" / "gpu_checks.sh").read_text()
+    functions = set(re.findall(r"^(\w+)\(\) \{", text, re.MULTILINE))
+    for line in re.findall(r"^\s*(?:cap=\d+ )?step \S+ (\S+)", text, re.MULTILINE):
+        assert line not in functions, f"step runs the shell function {line} directly"
 
 
 @pytest.mark.parametrize("script", PYTHON_SCRIPTS, ids=lambda p: p.name)
