@@ -195,3 +195,27 @@ def test_a_run_interrupted_before_any_case_finished_says_so(tmp_path, monkeypatc
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("0 cases measured (interrupted) in ") and str(out) in last
     assert json.loads(out.read_text())["cases"] == []
+
+
+def test_compare_measures_ceilings_once_where_none_are_stored(gpukit_cli, tmp_path):
+    env = {"GPUKIT_CACHE_DIR": str(tmp_path / "cache")}
+    args = ("compare", "--backends", "serial", "--impls", "numpy", "--sizes", "1024",
+            "--budget-s", "0.01", "--no-progress")
+    skipped = gpukit_cli(*args, "--no-limits", "-o", str(tmp_path / "n.json"), env=env)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "No ceilings stored" not in skipped.stderr and not (tmp_path / "cache").exists()
+    assert "ceilings" not in json.loads((tmp_path / "n.json").read_text())
+    assert "`gpukit limits` measures this machine's" in skipped.stdout
+
+    first = gpukit_cli(*args, "-o", str(tmp_path / "a.json"), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "No ceilings stored for this machine: measuring them once" in first.stderr
+    stored = json.loads((tmp_path / "a.json").read_text())["ceilings"]
+    assert stored["settings"]["quick"] is True and stored["figures"]["host_copy_1t_gbps"] > 0
+    assert "from `gpukit limits` --quick" in first.stdout
+
+    again = gpukit_cli(*args, "-o", str(tmp_path / "b.json"), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "No ceilings stored" not in again.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["ceilings"]["figures"] == \
+        stored["figures"]

@@ -381,7 +381,9 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
                    + (" --quick (rough: re-measure without --quick)" if ceil.rough else ""))
     if derived:
         src.append(f"{len(derived)} derived from this run ({', '.join(derived)})")
-    src.append(f"lacking {', '.join(lacking)}" if lacking else "none lacking for these cases")
+    src.append(f"lacking {', '.join(lacking)}" + ("" if stored else " (`gpukit limits` measures "
+                                                 "this machine's)")
+               if lacking else "none lacking for these cases")
     numbers = {"predicted": acc.predicted, "scored": acc.scored, "within": acc.within,
                "within_band": model.WITHIN, "far": acc.far, "far_factor": model.FAR,
                "anchors": acc.anchors, "unpredicted": acc.unpredicted,

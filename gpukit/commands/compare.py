@@ -53,6 +53,10 @@ def add_parser(sub) -> None:
     p.add_argument("--csv", metavar="PATH", help="also write the case table as CSV")
     p.add_argument("--require-gpu", action="store_true",
                    help="exit with status 3 if no GPU backend can run")
+    p.add_argument("--no-limits", action="store_true",
+                   help="do not measure this machine's ceilings when `gpukit limits` has stored "
+                        "none (about 2 s with --quick's plan, once per machine); the model then "
+                        "derives what it can from the run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -119,9 +123,10 @@ def run(args) -> int:
         print(f"error: --require-gpu: no GPU backend can run ({reasons})", file=sys.stderr)
         return EXIT_NO_GPU
 
-    results = Results(machine.facts(), sweep.to_json(), ["gpukit", *sys.argv[1:]])
     out = console()
     err = console(stderr=True)
+    stored = None if args.no_limits else machine_ceilings(err)
+    results = Results(machine.facts(), sweep.to_json(), ["gpukit", *sys.argv[1:]])
     for line in format.backend_lines({"backends": availability, "sweep": results.data["sweep"]}):
         err.print(line, markup=False)
     interrupted = False
@@ -136,7 +141,7 @@ def run(args) -> int:
                        note="interrupted" if interrupted else None)
         # The machine's ceilings travel with the results, so a report elsewhere holds the
         # cases against the same figures.
-        stored = ceilings.load(results.data["machine"])
+        stored = stored or ceilings.load(results.data["machine"])
         if stored:
             results.data["ceilings"] = stored
         path, save_error = _save(results, args.output)
@@ -160,6 +165,48 @@ def run(args) -> int:
         print(f"error: {counts['failed']} case(s) failed; see the table and {path}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def machine_ceilings(err) -> dict | None:
+    """The ceilings `gpukit limits` stored for this machine; where it has stored none, measured
+    now with its quick plan and stored (about 2 s on 2 cores, once per machine), so that the
+    first run's model holds its cases against measured figures, not only what the run shows.
+
+    The measuring runs as `gpukit limits` in a child process: it starts process pools (fork
+    among them) and on a GPU a CUDA context, none of which this process should carry into the
+    sweep."""
+    import subprocess
+    import tempfile
+
+    from gpukit import ceilings, machine
+    from gpukit.errors import BackendUnavailable
+    from gpukit.limits import gpu
+
+    facts = machine.facts()
+    try:
+        facts["gpu"] = gpu.probe()  # the GPU is part of the cache key, as `limits` keys it
+    except BackendUnavailable:
+        pass
+    stored = ceilings.load(facts)
+    if stored is not None:
+        return stored
+    err.print("No ceilings stored for this machine: measuring them once, quickly (`gpukit "
+              "limits` measures them fully; --no-limits skips this).", markup=False)
+    with tempfile.TemporaryDirectory(prefix="gpukit-limits-") as tmp:
+        path = os.path.join(tmp, "ceilings.json")
+        child = subprocess.run([sys.executable, "-m", "gpukit", "limits", "--quick", "--json",
+                                path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+        found = ceilings.load(path=path) if os.path.exists(path) else None
+    if found is None:
+        # The model derives what it can from the run instead; the findings say what it lacks.
+        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        err.print(f"warning: measuring the ceilings failed ({last}); the model uses what this "
+                  f"run shows", markup=False)
+    elif child.returncode != 0:
+        err.print("warning: the ceilings could not be stored; this run uses them, the next "
+                  "measures again", markup=False)
+    return found
 
 
 def summary_line(data: dict, counts: dict[str, int], interrupted: bool, path) -> str:
