@@ -28,7 +28,8 @@ border:1px solid #eee}figcaption{font-size:.85em;color:#555}ol li,ul li{margin:.
 """
 
 CAPTIONS = {
-    "timing": "Time per run vs n (log-log), each variant at its most workers; band: "
+    "timing": "Time per run vs n (log-log), each variant at its most workers (dotted: fewer "
+              "workers, where those were the fastest); band: "
               "interquartile range of the repetitions.",
     "phases": "Share of each run phase at the smallest, a middle and the largest size, with the "
               "time per run and the one-off startup.",
