@@ -270,10 +270,17 @@ def _derive(data: dict, values: dict) -> dict[str, tuple[float, dict]]:
         latency = get("copy_latency_s") or 0.0
         for memory, (h2d, d2h) in GPU_LINK.items():
             mine = [c for c in gpu if gpu_memory(c) == memory and not streamed(c)]
+            if not mine:
+                continue
+            # At the largest size, where bytes outweigh the latency: at the smallest, the one
+            # the latency comes from, phase minus latency is about nothing, and bytes over
+            # nothing made a link 80x faster than it is.
+            largest = max(c["n"] for c in mine)
+            mine = [c for c in mine if c["n"] == largest]
             for name, phase_name, nbytes in ((h2d, phases.TRANSFER_IN, "bytes_in"),
                                              (d2h, phases.TRANSFER_OUT, "bytes_out")):
                 found = _best(mine, lambda c: c["work"][nbytes] / max(
-                    _phase(c, phase_name, True) - latency, 1e-9) / 1e9)
+                    _phase(c, phase_name, True) - latency, _phase(c, phase_name, True) / 2) / 1e9)
                 if found:
                     out[name] = found
         out_d2d = _best(gpu, lambda c: (c["work"]["bytes_in"] + c["work"]["bytes_out"])
@@ -440,8 +447,11 @@ def _predict_gpu(data, case, ceil: Ceilings) -> Prediction:
     if sync is not None and queued is not None and sync > queued:
         ph[phases.TRANSFER_OUT] += sync - queued
     if streamed(case):
-        # Overlapped copies and kernels: the slowest stage bounds the whole.
-        wall = max(ph.values()) + latency + launch
+        # Overlapped copies and kernels: the slowest stage bounds the whole, and the two copy
+        # directions at once are bound by what the link carries both ways together.
+        both = ceil.get("bidir_pinned_gbps")
+        copies = (work["bytes_in"] + work["bytes_out"]) / (both * 1e9) if both else 0.0
+        wall = max(*ph.values(), copies) + latency + launch
         notes.append("streamed: the slowest stage bounds the run")
     else:
         wall = sum(ph.values())
@@ -484,7 +494,9 @@ class Accuracy:
 def accuracy(verdicts: dict[tuple, Verdict]) -> Accuracy:
     predicted = [v for v in verdicts.values() if v.prediction is not None]
     scored = [v for v in predicted if not v.anchor]
-    worst = max(scored, key=lambda v: abs(math.log(v.ratio)), default=None)
+    # A prediction of no time at all has no ratio (a zero-FLOP kernel on free dispatch).
+    worst = max((v for v in scored if v.ratio is not None),
+                key=lambda v: abs(math.log(v.ratio)), default=None)
     return Accuracy(len(predicted), len(scored), sum(v.within for v in scored),
                     sum(v.far for v in scored), len(predicted) - len(scored),
                     len(verdicts) - len(predicted), worst)

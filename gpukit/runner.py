@@ -310,7 +310,7 @@ def host_memory_needed(kernel: Kernel, n: int, params: Mapping[str, int]) -> int
     size), and a second copy of inputs and outputs for pickling or shared memory.
     """
     work = kernel.work(n, params)
-    return 2 * work.bytes_total + 4 * work.bytes_out + work.bytes_total
+    return 2 * work.bytes_total + 4 * work.bytes_out
 
 
 def check_fits(sweep: Sweep) -> None:

@@ -179,6 +179,25 @@ def test_scaling_calls_gil_holding_threads_gil_bound_and_explains_superlinear_ef
     assert "threads/python 1.47x on 2 at n=2^16, more than the GIL should allow" in found[0].text
 
 
+def test_gil_findings_do_not_judge_from_one_thread_or_from_assumed_scaling():
+    n = 2**16
+    serial = synthetic.make_case("serial/python", n, {COMPUTE: 1.0})
+    # One thread only: nothing can be said of the GIL.
+    one = synthetic.make_case("threads/python", n, {COMPUTE: 1.01}, workers=1)
+    [f] = [f for f in analysis.analyze(results_with([serial, one])).findings
+           if f.topic == "threads"]
+    assert "one thread only: run more threads to see the GIL" in f.text
+    assert "GIL-bound" not in f.text
+    # 2 and 4 threads, no one-thread run: the measured gain (1.02 -> 1.03 s) is no gain, whatever
+    # perfect scaling from 2 would assume.
+    cases = [serial] + [synthetic.make_case("threads/python", n, {COMPUTE: t}, workers=w)
+                        for w, t in ((2, 1.02), (4, 1.03))]
+    found = {f.topic: f for f in analysis.analyze(results_with(cases)).findings}
+    assert "GIL-bound" in found["threads"].text
+    assert "GIL-bound, no real gain" in found["scaling"].text
+    assert "where no one-worker run exists" in found["scaling"].text
+
+
 def test_threads_finding_says_when_one_pool_thread_already_differs_from_serial():
     n = 2**16
     cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: 4e-3}),
@@ -336,6 +355,34 @@ def test_model_gpu_link_launch_and_kernel():
     assert ph[COMPUTE] == pytest.approx(4.2e-6 + (8 * n + 12) / 2900e9)
     assert ph[OUT] == pytest.approx(9e-6 + 4 * n / 55.1e9 + (10e-6 - 4.2e-6))
     assert v.within
+
+
+def test_model_bounds_a_streamed_case_by_both_copy_directions_at_once():
+    n = 2**26
+    case = synthetic.make_case("cupy/cuda/pinned", n, synthetic.gpu_phases(n, 2, "pinned"),
+                               device=True)
+    case["variant"]["options"]["streams"] = "streamed"
+    one_way = predict(case, synthetic.H100).prediction.wall_s
+    both = predict(case, {**synthetic.H100, "bidir_pinned_gbps": 86.6}).prediction.wall_s
+    # H2D alone at 54.9 GB/s is the slowest stage; both directions together at 86.6 GB/s are slower.
+    assert one_way == pytest.approx(9e-6 + (4 * n + 12) / 54.9e9 + 9e-6 + 4.2e-6)
+    assert both == pytest.approx((8 * n + 12) / 86.6e9 + 9e-6 + 4.2e-6)
+
+
+def test_derived_link_bandwidth_comes_from_the_largest_size_not_the_latency_case():
+    # Without stored ceilings the model derives the link from the run; the latency comes from the
+    # smallest size, where phase minus latency is about nothing: bytes over that was 80x too fast.
+    ceil = model.resolve(synthetic.with_gpu(), None)
+    for name in ("h2d_pinned_gbps", "d2h_pinned_gbps", "h2d_pageable_gbps", "d2h_pageable_gbps"):
+        assert ceil.get(name) == pytest.approx(synthetic.H100[name], rel=0.1), name
+
+
+def test_model_accuracy_survives_a_prediction_of_no_time():
+    case = synthetic.make_case("threads/python", 2**10, {COMPUTE: 1e-4}, flops=0.0, workers=2)
+    data = results_with([case])
+    stored = {"figures": {"host_python_1t_gflops": 0.05, "thread_dispatch_s": 0.0}}
+    an = analysis.analyze(data, stored)
+    assert an.findings[-1].topic == "model"
 
 
 def test_model_takes_pycudas_prepared_launch_and_its_own_synchronize_cost():

@@ -157,6 +157,15 @@ def test_memory_check_before_allocating():
         runner.check_fits(s)
 
 
+def test_memory_needed_is_what_the_docstring_counts():
+    # polyval: 4 bytes in and 4 out a point (plus k+1 coefficients); inputs and outputs once and
+    # again for pickling or shared memory, and 8 + 8 bytes of float64 reference and error scale.
+    from gpukit import kernels
+    kernel = kernels.load("polyval")
+    n, params = 1 << 20, {"k": 2}
+    assert runner.host_memory_needed(kernel, n, params) == 2 * (8 * n + 12) + 16 * n
+
+
 def test_memory_check_heeds_a_control_group_limit(tmp_path):
     from gpukit import machine
     limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
