@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import shlex
 import socket
 import sys
 from pathlib import Path
 
+from gpukit import allocator
 from gpukit.backends import mpi_worker
 from gpukit.backends.base import Backend, RunTiming, Startup, Variant, host_phases
 from gpukit.backends.mpi_launch import (MpiError, RankGroup, find_launcher, launcher_command,
@@ -103,7 +105,9 @@ class MpiBackend(Backend):
         flavor = launcher_flavor(launcher)
         pythonpath = python_path()
         env = {"PYTHONPATH": pythonpath} if pythonpath else {}
-        export = (mpi_worker.ENV_ADDRESS, mpi_worker.ENV_TOKEN, *env)
+        # Open MPI passes only the variables named; the allocator's too (gpukit.allocator).
+        malloc = tuple(name for name in allocator.ENV if name in os.environ)
+        export = (mpi_worker.ENV_ADDRESS, mpi_worker.ENV_TOKEN, *env, *malloc)
         command = launcher_command(launcher, flavor, self.workers, hostfile, export)
         if hostfile is None:
             listen, advertise = "127.0.0.1", "127.0.0.1"

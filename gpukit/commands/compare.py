@@ -57,12 +57,15 @@ def add_parser(sub) -> None:
                    help="do not measure this machine's ceilings when `gpukit limits` has stored "
                         "none (about 2 s with --quick's plan, once per machine); the model then "
                         "derives what it can from the run")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc's malloc thresholds as they are (gpukit fixes them so that "
+                        "every backend allocates alike; see gpukit/allocator.py)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from gpukit import analysis, backends, ceilings, format, kernels, machine, runner
+    from gpukit import allocator, analysis, backends, ceilings, format, kernels, machine, runner
     from gpukit.commands.report import print_report, write_text
     from gpukit.results import Results
     from gpukit.timing import Budget
@@ -125,8 +128,11 @@ def run(args) -> int:
 
     out = console()
     err = console(stderr=True)
+    # Before anything else starts a process: they inherit the thresholds.
+    malloc = allocator.as_found() if args.default_malloc else allocator.steady()
     stored = None if args.no_limits else machine_ceilings(err)
-    results = Results(machine.facts(), sweep.to_json(), ["gpukit", *sys.argv[1:]])
+    results = Results({**machine.facts(), "malloc": malloc}, sweep.to_json(),
+                      ["gpukit", *sys.argv[1:]])
     for line in format.backend_lines({"backends": availability, "sweep": results.data["sweep"]}):
         err.print(line, markup=False)
     interrupted = False
