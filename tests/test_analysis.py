@@ -610,3 +610,58 @@ def test_quick_ceilings_are_called_rough():
     an = analysis.analyze(data, stored)
     assert an.ceilings.rough and "--quick (rough" in an.findings[-1].text
     assert "host_numpy_1t_gflops = 12 GFLOP/s (limits --quick: rough)" in format.ceiling_lines(data, an)
+
+
+def _mpi_then_serial(failed_reason="mpi/numpy x2: ranks hung past 1 s"):
+    """mpi x2 twice as fast as serial at 2^20; at 2^22 its case failed (a timeout, say)."""
+    cases = []
+    for n in (2**20, 2**22):
+        cases.append(synthetic.make_case("serial/numpy", n, {COMPUTE: 1e-8 * n}, reps=5))
+        cases.append(synthetic.make_case("mpi/numpy", n, {COMPUTE: 0.5e-8 * n}, reps=5,
+                                         workers=2))
+    cases[-1].update(status="failed", reason=failed_reason)
+    backends = {"serial": False, "mpi": False}
+    data = results_with(cases, backends=backends)
+    data["backends"]["mpi"]["parallel"] = True
+    return data
+
+
+def test_fastest_leaves_out_a_size_where_a_case_failed_instead_of_calling_a_crossover():
+    f = fastest(_mpi_then_serial())
+    assert [w["label"] for w in f.numbers["winners"]] == ["mpi/numpy"]
+    assert f.numbers["switches"] == []
+    assert "serial/numpy from" not in f.text
+    assert "mpi/numpy x2 at every size compared (n=2^20)" in f.text
+    assert "left out, where a case failed: n=2^22 (mpi/numpy x2)" in f.text
+    # Sizes after a failure, which the runner skips because a smaller one failed, are as
+    # unknown as the failed one.
+    data = _mpi_then_serial()
+    for n in (2**24,):
+        data["cases"].append(synthetic.make_case("serial/numpy", n, {COMPUTE: 1e-8 * n}, reps=5))
+        data["cases"].append(dict(synthetic.make_case("mpi/numpy", n, {COMPUTE: 0.0}, workers=2),
+                                  status="skipped", reason="a smaller size failed"))
+    assert "left out, where a case failed: n=2^22, 2^24 (mpi/numpy x2)" in fastest(data).text
+
+
+def test_fastest_takes_a_case_skipped_by_the_run_limit_as_slower_and_one_never_run_as_absent():
+    data = _mpi_then_serial()
+    data["cases"][-1].update(status="skipped", reason="skipped: predicted 3 s per run from "
+                                                      "n=1048576 > limit 0.25 s")
+    f = fastest(data)
+    assert [w["label"] for w in f.numbers["winners"]] == ["mpi/numpy", "serial/numpy"]
+    assert "left out" not in f.text
+    # A variant that failed wherever it was tried hides no crossover, but is named.
+    data = _mpi_then_serial()
+    for c in data["cases"]:
+        if c["label"] == "mpi/numpy":
+            c.update(status="failed", reason="session did not start: no mpiexec")
+    f = fastest(data)
+    assert "serial/numpy at every size" in f.text
+    assert "mpi/numpy x2 failed wherever it was tried" in f.text
+    # Serial failed where mpi alone ran: left out, and the mpi finding has no size to compare.
+    data = _mpi_then_serial()
+    data["cases"][0].update(status="failed", reason="boom")
+    data["cases"][-1].update(status="ok")
+    found = {f.topic: f for f in analysis.findings(data, {"figures": {}, "missing": {}})}
+    assert "left out, where a case failed: n=2^20 (serial/numpy)" in found["fastest"].text
+    assert "mpi/numpy x2 at every size compared (n=2^22)" in found["fastest"].text

@@ -129,11 +129,59 @@ def _unfinished_sizes(data: dict, pkey: tuple) -> set[int]:
     return {n for n, seen in records.items() if seen != every}
 
 
+# The runner's reason for skipping the sizes after a failed one (gpukit/runner.py): those
+# sizes are as unknown as the failed one, unlike a skip by the run limit.
+AFTER_FAILURE = "a smaller size failed"
+
+
+def _failed_sizes(data: dict, pkey: tuple) -> tuple[dict[int, list], list]:
+    """Sizes where a variant that ran elsewhere failed (or was skipped after failing), with the
+    variants; and the variants that ran nowhere. At such a size "fastest" would be the fastest
+    of the rest, and a variant that won below it would seem to be overtaken there. A variant
+    skipped by the run limit would have been slower than the limit, so it is absent rightly."""
+    ran, unknown = set(), {}
+    for c in data["cases"]:
+        if params_key(c["params"]) != pkey:
+            continue
+        variant = (c["label"], c["workers"])
+        status, reason = c.get("status"), c.get("reason") or ""
+        if status == "ok":
+            ran.add(variant)
+        elif status == "failed" or (status == "skipped" and reason.startswith(AFTER_FAILURE)):
+            unknown.setdefault(variant, set()).add(c["n"])
+    sizes: dict[int, list] = {}
+    for variant, ns in sorted(unknown.items()):
+        for n in ns if variant in ran else ():
+            sizes.setdefault(n, []).append(variant)
+    return sizes, sorted(v for v in unknown if v not in ran)
+
+
+def _left_out_notes(data, unfinished, failed, never) -> list[str]:
+    notes = []
+    if unfinished:
+        notes.append("left out, where the interrupted run stopped: n="
+                     + ", ".join(fmt_n(n) for n in sorted(unfinished)))
+    if failed:
+        variants = sorted({v for vs in failed.values() for v in vs})
+        notes.append("left out, where a case failed: n="
+                     + ", ".join(fmt_n(n) for n in sorted(failed)) + " ("
+                     + ", ".join(variant_name(*v, data) for v in variants) + ")")
+    if never:
+        notes.append(", ".join(variant_name(*v, data) for v in never)
+                     + f" failed wherever {'it was' if len(never) == 1 else 'they were'} tried")
+    return notes
+
+
 def _fastest_findings(idx, pkey, ptxt, data):
     unfinished = _unfinished_sizes(data, pkey)
-    sizes = sorted({n for (p, _l, _w, n) in idx if p == pkey} - unfinished)
+    failed, never = _failed_sizes(data, pkey)
+    left_out = _left_out_notes(data, unfinished, failed, never)
+    sizes = sorted({n for (p, _l, _w, n) in idx if p == pkey} - unfinished - set(failed))
     if not sizes:
-        return []
+        if not left_out:
+            return []
+        return [Finding("fastest", f"{ptxt}fastest: no size to compare ({'; '.join(left_out)}).",
+                        {"winners": [], "switches": []})]
     stretches = _fastest_stretches(idx, pkey, sizes)
     parts = []
     switches = []
@@ -143,7 +191,7 @@ def _fastest_findings(idx, pkey, ptxt, data):
         tied = "; ".join(f"{variant_name(*lw, data)} at n=" + ", ".join(fmt_n(n) for n in ns)
                          for lw, ns in st.tied.items())
         if i == 0 and len(stretches) == 1:
-            part = (f"{name} at every size ("
+            part = (f"{name} at every size{' compared' * bool(left_out)} ("
                     + (f"n={fmt_n(lo)}..{fmt_n(hi)}" if hi > lo else f"n={fmt_n(lo)}")
                     + (f"; tied with {tied}" if tied else "") + ")")
         elif i == 0:
@@ -165,9 +213,7 @@ def _fastest_findings(idx, pkey, ptxt, data):
     notes = []
     if switches:
         notes.append("switch points interpolated on log n between measured sizes")
-    if unfinished:
-        notes.append("left out, where the interrupted run stopped: n="
-                     + ", ".join(fmt_n(n) for n in sorted(unfinished)))
+    notes.extend(left_out)
     if any(st.tied for st in stretches):
         notes.append(f"tied: a gap under {MIN_CHANGE:.0%} or inside either one's spread, where "
                      f"the earlier winner is kept")
@@ -283,7 +329,11 @@ def _mpi_findings(idx, pkey, ptxt, data):
     ranks = sorted({w for (p, l, w, _n) in idx if p == pkey and l == "mpi/numpy"})
     if not serial or not ranks:
         return []
-    n = max(n for (p, l, _w, n) in idx if p == pkey and l == "mpi/numpy" and n in serial)
+    # Serial may have failed wherever mpi ran: then there is nothing to set them against.
+    n = max((n for (p, l, _w, n) in idx if p == pkey and l == "mpi/numpy" and n in serial),
+            default=None)
+    if n is None:
+        return []
     parts, numbers = [], {"n": n, "ranks": {}}
     for r in ranks:
         case = idx.get((pkey, "mpi/numpy", r, n))
