@@ -37,7 +37,7 @@ FIGURES = {
     "pool_start_forkserver_s": "start a process pool of all cores (forkserver, server running)",
     "pool_start_forkserver_first_s": "a program's first forkserver pool: the server's start too",
     "pool_start_spawn_s": "start a process pool of all cores (spawn)",
-    "pickle_gbps": "pickling a large array to another process and back, per direction",
+    "pickle_gbps": "pickling an array to another process and back, per direction (the largest)",
     # GPU
     "h2d_pageable_gbps": "host to device, pageable host memory, large copy",
     "h2d_pinned_gbps": "host to device, pinned host memory, large copy",

@@ -10,8 +10,8 @@ Per repetition (startup is reported once per session and predicted apart):
   further task adds to a fan-out (their round trips overlap; a full round trip each where the
   fan-out was not measured), counted in the phase where the backend's clock puts it (compute
   for threads, transfer_in for processes);
-- process transfers: bytes over the pickle rate, or two NumPy copies into and out of shared
-  memory (each counted read + write, as the copy ceiling is);
+- process transfers: bytes over the pickle rate for each task's message size, or two NumPy
+  copies into and out of shared memory (each counted read + write, as the copy ceiling is);
 - GPU: per copy its latency plus bytes over the link bandwidth (pinned or pageable), per
   launch its launch cost plus the kernel's own max(bytes/d2d bandwidth, FLOPs/FMA rate).
 
@@ -54,6 +54,8 @@ GPU_LINK = {"pinned": ("h2d_pinned_gbps", "d2h_pinned_gbps"),
 GPU_LINK_DEFAULT = "pageable"
 
 LIMITS_SOURCE = "limits"
+# The name a kernel's own serial rate goes by where it stands in for IMPL_RATE's figure.
+KERNEL_RATE = "this kernel's serial rate"
 
 GPU_FIGURES = frozenset({"copy_latency_s", "d2d_gbps", "fma_gflops", "bidir_pinned_gbps",
                          *LAUNCH.values(), *(n for pair in LAUNCH_SYNC.values() for n in pair),
@@ -77,9 +79,39 @@ class Ceilings:
     fixed: dict = dataclasses.field(default_factory=dict)
     # The stored figures came from `gpukit limits --quick`: a smoke test's rough numbers.
     rough: bool = False
+    # (params key, impl) -> (GFLOP/s, source): a kernel whose work is not multiply-adds, rated by
+    # its own serial run rather than by the multiply-add rate `limits` measures.
+    kernel_rates: dict = dataclasses.field(default_factory=dict)
+    # Stored curves by name, as `limits` measured them (pickling over message sizes).
+    curves: dict = dataclasses.field(default_factory=dict)
+
+    def pickle_gbps(self, message_bytes: float) -> float | None:
+        """Pickling's rate for messages of this size: interpolated on log size between the
+        stored curve's points (flat beyond its ends), else the one figure."""
+        curve = self.curves.get("pickle") if self.sources.get("pickle_gbps") == LIMITS_SOURCE \
+            else None
+        if not curve or not curve.get("sizes_bytes"):
+            return self.get("pickle_gbps")
+        points = sorted(zip(curve["sizes_bytes"], curve["gbps"]))
+        if message_bytes <= points[0][0]:
+            return points[0][1]
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            if message_bytes <= x1:
+                t = math.log(message_bytes / x0) / math.log(x1 / x0)
+                return math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0)))
+        return points[-1][1]
 
     def fixed_s(self, case: dict) -> float:
         return self.fixed.get((tuple(sorted(case["params"].items())), case["impl"]), (0.0,))[0]
+
+    def rate(self, case: dict) -> tuple[float | None, str]:
+        """One core's arithmetic rate for this case's implementation, and the figure's name
+        (KERNEL_RATE where it is the kernel's own serial rate from the run)."""
+        own = self.kernel_rates.get((tuple(sorted(case["params"].items())), case["impl"]))
+        if own is not None:
+            return own[0], KERNEL_RATE
+        name = IMPL_RATE.get(case["impl"], IMPL_RATE["numpy"])
+        return self.get(name), name
 
     def get(self, name: str) -> float | None:
         return self.values.get(name)
@@ -326,19 +358,50 @@ def resolve(data: dict, stored: dict | None = None, derive: bool = True) -> Ceil
                                            else None)
         lacking[name] = why or ("not measured for this machine (run `gpukit limits`)" if not stored
                                 else "not in the stored ceilings")
-    fixed = {}
+    fixed, rates = {}, {}
     if derive:
-        fixed = _derive_fixed(data, values)
+        if not multiply_add(data):
+            rates = _derive_kernel_rates(data)
+            anchors |= {key for _r, _src, keys in rates.values() for key in keys}
+        fixed = _derive_fixed(data, values, rates)
         anchors |= {key for _s, _src, key in fixed.values()}
     rough = bool(stored and (stored.get("settings") or {}).get("quick"))
     return Ceilings(values, sources, lacking, frozenset(anchors),
-                    {k: (s, src) for k, (s, src, _key) in fixed.items()}, rough)
+                    {k: (s, src) for k, (s, src, _key) in fixed.items()}, rough,
+                    {k: (r, src) for k, (r, src, _keys) in rates.items()},
+                    dict((stored or {}).get("curves") or {}))
 
 
-def _derive_fixed(data: dict, values: dict) -> dict:
+def multiply_add(data: dict) -> bool:
+    """Whether the run's kernel does multiply-adds (results from before the sweep said so: only
+    polyval did)."""
+    sweep = data["sweep"]
+    return bool(sweep.get("kernel_multiply_add", sweep.get("kernel") == "polyval"))
+
+
+def _derive_kernel_rates(data: dict) -> dict:
+    """Per (params, impl) of a kernel that is not multiply-adds: its serial rate, from the line
+    through serial's smallest and largest size (time = fixed cost + FLOPs / rate), so that the
+    fixed cost per call does not count against the rate."""
+    groups: dict[tuple, list] = {}
+    for c in _ok(data):
+        if c["backend"] == "serial" and c["work"]["flops"] > 0:
+            groups.setdefault((tuple(sorted(c["params"].items())), c["impl"]), []).append(c)
+    out = {}
+    for key, cases in groups.items():
+        lo, hi = min(cases, key=lambda c: c["n"]), max(cases, key=lambda c: c["n"])
+        dflops, dt = hi["work"]["flops"] - lo["work"]["flops"], _wall(hi) - _wall(lo)
+        seconds = dt if dflops > 0 and dt > 0 else _wall(hi)
+        flops = dflops if dflops > 0 and dt > 0 else hi["work"]["flops"]
+        out[key] = (flops / seconds / 1e9, _anchor_text(hi), (case_key(lo), case_key(hi)))
+    return out
+
+
+def _derive_fixed(data: dict, values: dict, rates: dict | None = None) -> dict:
     """Per (params, impl): serial time at the smallest size beyond the rate model's figure."""
     out = {}
-    ceil = Ceilings(values, {}, {})
+    ceil = Ceilings(values, {}, {}, kernel_rates={k: (r, src) for k, (r, src, _keys)
+                                                  in (rates or {}).items()})
     groups: dict[tuple, dict] = {}
     for c in _ok(data):
         if c["backend"] == "serial":
@@ -346,7 +409,7 @@ def _derive_fixed(data: dict, values: dict) -> dict:
             if key not in groups or c["n"] < groups[key]["n"]:
                 groups[key] = c
     for key, c in groups.items():
-        if ceil.get(IMPL_RATE.get(c["impl"], IMPL_RATE["numpy"])) is None:
+        if ceil.rate(c)[0] is None:
             continue
         extra = _wall(c) - _host_compute(c, ceil, 1, [])
         if extra > 0:
@@ -360,7 +423,7 @@ def _derive_fixed(data: dict, values: dict) -> dict:
 def _host_compute(case, ceil: Ceilings, parallel: int, notes: list) -> float:
     """The kernel's own time on `parallel` cores, without the implementation's fixed cost."""
     work = case["work"]
-    rate = ceil.get(IMPL_RATE.get(case["impl"], IMPL_RATE["numpy"]))
+    rate, _name = ceil.rate(case)
     t = work["flops"] / (rate * 1e9 * parallel)
     row_s = ceil.get("host_python_row_s") if case["impl"] in GIL_HOLDING else None
     if row_s is not None:
@@ -412,9 +475,10 @@ def _predict_host(data, case, ceil: Ceilings) -> Prediction:
     work = case["work"]
     transfer = _option(case, "transfer")
     if transfer == "pickle":
-        pk = ceil.get("pickle_gbps") * 1e9
-        ph[phases.TRANSFER_IN] += work["bytes_in"] / pk
-        ph[phases.TRANSFER_OUT] += work["bytes_out"] / pk
+        # Each task's message at the rate for its size: one chunk per worker.
+        for name, nbytes in ((phases.TRANSFER_IN, work["bytes_in"]),
+                             (phases.TRANSFER_OUT, work["bytes_out"])):
+            ph[name] += nbytes / (ceil.pickle_gbps(nbytes / workers) * 1e9)
     elif transfer == "shm":
         cp = ceil.get("host_copy_1t_gbps") * 1e9
         ph[phases.TRANSFER_IN] += 2 * work["bytes_in"] / cp
@@ -467,6 +531,9 @@ def _has_rule(data: dict, case: dict) -> bool:
 
 def predict(data: dict, case: dict, ceil: Ceilings) -> Verdict:
     needs = needed(data, case)
+    if ceil.rate(case)[1] == KERNEL_RATE:
+        # The kernel's own serial rate stands in for the multiply-add figure.
+        needs = tuple(n for n in needs if n not in IMPL_RATE.values())
     missing = tuple(n for n in needs if ceil.get(n) is None)
     key = case_key(case)
     anchor = key in ceil.anchors

@@ -49,6 +49,7 @@ class Sweep:
         return {
             "kernel": self.kernel.name,
             "kernel_spec": self.kernel.spec,
+            "kernel_multiply_add": self.kernel.multiply_add_work,
             "implementations": self.kernel.describe()["implementations"],
             "param_sets": list(self.param_sets),
             "sizes": list(self.sizes),

@@ -35,6 +35,8 @@ def _of(percent: float | None, ceiling: float | None, unit: str, name: str, ceil
         if not name:
             return "(no ceiling for this path)"
         return f"(no {name} ceiling to hold it against: run `gpukit limits`)"
+    if name == model.KERNEL_RATE:
+        return f"({percent:.0f}% of {ceiling:.3g} {unit}, {name} in this run)"
     src = "" if ceil.sources.get(name) == model.LIMITS_SOURCE else ", the best this run reached"
     if percent > OVER_CEILING_PCT and not src:
         # `gpukit limits` measures on data larger than the caches (and pickling on one stream);
@@ -123,6 +125,9 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
         }.get(transfer, ("moving data between workers", "", 1.0, "move less data per run"))
         gbps = factor * (work["bytes_in"] + work["bytes_out"]) / moved / 1e9
         cap = ceil.get(name)
+        if transfer == "pickle":
+            # The rate for this case's messages: pickling slows per byte as they grow.
+            cap = ceil.pickle_gbps(work["bytes_in"] / workers)
         pct = _pct(gbps, cap)
         return Limit(dominant, "transfer", f"{transfer or 'transfer'}" + (f" {pct:.0f}%" if pct else ""),
                      f"transfer-bound ({how}): {moved / total:.0%} of the time moving data at "
@@ -130,13 +135,13 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
     parallel = min(workers, model.cores(data))
     if impl in model.GIL_HOLDING and case["backend"] == "threads":
         parallel = 1
-    rate_name = model.IMPL_RATE.get(impl, model.IMPL_RATE["numpy"])
-    rate = ceil.get(rate_name)
+    rate, rate_name = ceil.rate(case)
     if impl not in model.MEMORY_SENSITIVE:
         gflops = work["flops"] / phase(case, phases.COMPUTE) / 1e9
         cap = rate * parallel if rate else None
         pct = _pct(gflops, cap)
-        numpy_rate = ceil.get(model.IMPL_RATE["numpy"])
+        # NumPy's rate for this kernel where the run has it, not polyval's multiply-adds.
+        numpy_rate = ceil.rate({**case, "impl": "numpy"})[0]
         vs = (f"; NumPy runs {numpy_rate / (gflops / parallel):.0f}x faster per core here"
               if numpy_rate and gflops > 0 else "; vectorize it (NumPy)")
         return Limit(dominant, "interpreter", "interpreter",

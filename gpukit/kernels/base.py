@@ -115,6 +115,9 @@ class Kernel:
     cuda_file: str | None = None
     # How to find this kernel again in another process (see gpukit.kernels.load).
     spec: str = ""
+    # Its FLOPs are multiply-adds, the work `gpukit limits` rates a core at. Otherwise (exp,
+    # log, compares, divisions...) the model rates the kernel by its own serial run instead.
+    multiply_add_work: bool = False
 
     # -- definition ------------------------------------------------------------------------
 

@@ -109,6 +109,7 @@ class Polyval(Kernel):
     outputs = ("y",)
     cuda_file = "polyval.cu"
     spec = "polyval"
+    multiply_add_work = True  # Horner's rule: one multiply and one add a step
 
     def make_inputs(self, n: int, params: Mapping[str, int], seed: int = 0) -> Inputs:
         return Inputs(split={"x": points(n, seed)}, whole={"c": coefficients(params["k"], seed)})

@@ -49,7 +49,7 @@ def host_steps(quick: bool, cores: int) -> list[Step]:
              _figures_only(host.measure_pool_start, "spawn", plan, cores)),
         Step("process pool dispatch and pickling",
              ("process_dispatch_s", "process_dispatch_extra_s", "pickle_gbps"),
-             _figures_only(host.measure_process_pool, plan, cores)),
+             lambda: host.measure_process_pool(plan, cores)),
         Step("thread start and dispatch",
              ("thread_start_s", "thread_dispatch_s", "thread_dispatch_extra_s"),
              _figures_only(host.measure_threads, plan, cores)),

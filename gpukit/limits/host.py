@@ -35,7 +35,9 @@ class HostPlan:
     pool_reps: int = 3                  # spawn on 2 cores: about 1 s each
     dispatch_count: int = 300
     thread_count: int = 300
-    pickle_bytes: int = 32 * 1024 ** 2
+    # Pickling slows per byte as messages grow (1.7 GB/s at 1 MiB, 0.4 at 64 MiB on 2 cores):
+    # a curve, so the model prices each task's message at its own size.
+    pickle_sizes: tuple[int, ...] = tuple(m * 1024 ** 2 for m in (1, 4, 16, 64))
     pickle_reps: int = 3
     numpy_block: int = 256 * 1024       # polyval's NUMPY_BLOCK (a test checks)
     numpy_steps: int = 250
@@ -46,7 +48,7 @@ class HostPlan:
 
 FULL = HostPlan()
 QUICK = HostPlan(copy_bytes=64 * 1024 ** 2, copy_reps=2, pool_reps=1, dispatch_count=50,
-                 thread_count=50, pickle_bytes=8 * 1024 ** 2, pickle_reps=1, numpy_steps=25,
+                 thread_count=50, pickle_sizes=(1024 ** 2, 16 * 1024 ** 2), pickle_reps=1, numpy_steps=25,
                  python_points=300, reps=1)
 
 
@@ -153,30 +155,41 @@ def default_start_method() -> str:
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def measure_process_pool(plan: HostPlan, workers: int) -> dict:
+def measure_process_pool(plan: HostPlan, workers: int) -> tuple[dict, dict]:
     """Round trip of an empty task, what each further task of a fan-out adds, and pickling an
-    array to a worker and back, on a warm pool started as the processes backend starts its
-    pools."""
+    array to a worker and back over sizes, on a warm pool started as the processes backend
+    starts its pools. `pickle_gbps` is the largest size's rate; the curve has them all."""
     import numpy as np
     _, pool = start_pool(default_start_method(), workers)
     try:
         batches = _dispatch_batches(pool, plan)
         pool_extra = _fanout_extra_s(pool, workers, plan, per_item_s(batches, plan.dispatch_count))
-        array = np.ones(plan.pickle_bytes // 8, dtype=np.float64)
         # The first echo makes the worker import NumPy; that is start-up, not pickling.
-        pool.submit(_echo, array[:1]).result()
-        times = []
-        for _ in range(plan.pickle_reps):
-            t0 = clock()
-            back = pool.submit(_echo, array).result()
-            times.append(clock() - t0)
-        if back.shape != array.shape:
-            raise RuntimeError("the pickled array came back with another shape")
+        pool.submit(_echo, np.ones(1)).result()
+        round_trip = per_item_s(batches, plan.dispatch_count)
+        rates = [_pickle_gbps(pool, nbytes, plan.pickle_reps, round_trip)
+                 for nbytes in plan.pickle_sizes]
     finally:
         pool.shutdown(wait=True)
-    round_trip = per_item_s(batches, plan.dispatch_count)
-    return {"process_dispatch_s": round_trip, "pickle_gbps": gbps(2 * array.nbytes, min(times)),
-            **_fanout(pool_extra, "process_dispatch_extra_s")}
+    figures = {"process_dispatch_s": round_trip, "pickle_gbps": rates[-1],
+               **_fanout(pool_extra, "process_dispatch_extra_s")}
+    return figures, {"pickle": {"sizes_bytes": list(plan.pickle_sizes), "gbps": rates}}
+
+
+def _pickle_gbps(pool, nbytes: int, reps: int, round_trip_s: float) -> float:
+    """An array of `nbytes` pickled to a worker and back: bytes per second each way, the best of
+    `reps`, without the task's round trip (the model prices that apart, as dispatch)."""
+    import numpy as np
+    array = np.ones(nbytes // 8, dtype=np.float64)
+    times = []
+    for _ in range(reps):
+        t0 = clock()
+        back = pool.submit(_echo, array).result()
+        times.append(clock() - t0)
+    if back.shape != array.shape:
+        raise RuntimeError("the pickled array came back with another shape")
+    best = min(times)
+    return gbps(2 * array.nbytes, max(best - round_trip_s, best / 2))
 
 
 def _dispatch_batches(pool, plan: HostPlan) -> list[float]:
