@@ -211,6 +211,30 @@ def test_threads_finding_says_when_one_pool_thread_already_differs_from_serial()
     assert "One pool thread" not in found[0].text
 
 
+NO_FIGURES = {"figures": {}, "missing": {}}
+
+
+def test_threads_finding_blames_the_chunks_not_the_thread_with_several_chunks_per_worker():
+    # --chunks-per-worker 4: one pool thread makes 4 calls where serial makes 1, each paying
+    # the implementation's per-call costs (mandelbrot's NumPy loop runs max_iter steps a chunk).
+    n = 2**16
+    cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: 0.55e-3}),
+             synthetic.make_case("threads/numpy", n, {COMPUTE: 1e-3}, workers=1),
+             synthetic.make_case("threads/numpy", n, {COMPUTE: 0.6e-3}, workers=2)]
+    data = results_with(cases)
+    data["sweep"]["settings"] = {"chunks_per_worker": 4}
+    # No pool round trip measured: the dispatch explanation does not apply.
+    [f] = [f for f in analysis.analyze(data, NO_FIGURES).findings if f.topic == "threads"]
+    assert "One pool thread alone already runs 0.55x serial" in f.text
+    assert "with --chunks-per-worker 4 it works through 4 chunks" in f.text
+    assert "per-call costs" in f.text and f.numbers["one_thread_chunks"] == 4
+    assert "rather than the main one" not in f.text
+    # One chunk per worker: the same work on another thread, as before.
+    data["sweep"]["settings"] = {"chunks_per_worker": 1}
+    [f] = [f for f in analysis.analyze(data, NO_FIGURES).findings if f.topic == "threads"]
+    assert "rather than the main one" in f.text and "chunks" not in f.text
+
+
 def test_threads_finding_blames_the_pools_round_trip_when_it_is_most_of_the_gap():
     n = 2**12
     cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: 10e-6}),
@@ -320,6 +344,48 @@ def test_model_prices_a_fan_out_as_one_round_trip_plus_each_further_tasks_share(
     ceil = model.resolve(results_with([case], cores=8),
                          {"figures": {**FIGS, "process_dispatch_extra_s": 0.0}}, derive=False)
     assert model.dispatch_s("processes", 8, ceil) == pytest.approx(200e-6)
+
+
+def test_model_rates_a_kernel_that_is_not_multiply_adds_by_its_own_serial_run():
+    # 1 GFLOP/s from serial's two sizes (fixed 1 ms + FLOPs / rate), far below the 10 GFLOP/s
+    # multiply-add figure that would predict every case 10x too fast.
+    n1, n2 = 2**16, 2**20
+    cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: 1e-3 + 100.0 * n / 1e9},
+                                 flops=100.0 * n, params={}) for n in (n1, n2)]
+    threads = synthetic.make_case("threads/numpy", n2, {COMPUTE: 53e-3}, flops=100.0 * n2,
+                                  params={}, workers=2)
+    data = results_with(cases + [threads])
+    data["sweep"].update(kernel="blackscholes", kernel_multiply_add=False, param_sets=[{}])
+    ceil = model.resolve(data, {"figures": FIGS})
+    rate, name = ceil.rate(threads)
+    assert name == model.KERNEL_RATE and rate == pytest.approx(1.0)
+    assert model.case_key(cases[1]) in ceil.anchors
+    v = model.predict(data, threads, ceil)
+    # the fixed cost, half the FLOPs at 1 GFLOP/s, and two tasks' round trips
+    assert v.prediction.phases_s[COMPUTE] == pytest.approx(1e-3 + 100.0 * n2 / 2 / 1e9 + 40e-6)
+    # polyval (and results from before the sweep said) keep limits' multiply-add rate.
+    data["sweep"].update(kernel="polyval")
+    del data["sweep"]["kernel_multiply_add"]
+    assert model.resolve(data, {"figures": FIGS}).rate(threads)[1] == "host_numpy_1t_gflops"
+
+
+def test_pickling_is_priced_at_the_rate_for_each_tasks_message_size():
+    curve = {"sizes_bytes": [2**20, 2**22, 2**26], "gbps": [1.0, 2.0, 0.5]}
+    ceil = model.Ceilings({"pickle_gbps": 0.5}, {"pickle_gbps": model.LIMITS_SOURCE}, {},
+                          curves={"pickle": curve})
+    assert ceil.pickle_gbps(2**19) == 1.0 and ceil.pickle_gbps(2**27) == 0.5
+    assert ceil.pickle_gbps(2**21) == pytest.approx(2 ** 0.5)     # half way on log size
+    # A figure the run derived has no curve behind it.
+    derived = model.Ceilings({"pickle_gbps": 0.7}, {"pickle_gbps": "this run"}, {},
+                             curves={"pickle": curve})
+    assert derived.pickle_gbps(2**21) == 0.7
+    n = 2**22
+    case = synthetic.make_case("processes/numpy/pickle", n, {COMPUTE: 1e-3}, workers=2)
+    data = results_with([case])
+    stored = {"figures": FIGS, "curves": {"pickle": curve}}
+    p = model.predict(data, case, model.resolve(data, stored, derive=False)).prediction.phases_s
+    # two 8 MiB messages, a quarter of the way on log size from 4 MiB (2 GB/s) to 64 MiB
+    assert p[OUT] == pytest.approx(4 * n / (2 * 0.25 ** 0.25 * 1e9))
 
 
 def test_model_processes_pickle_and_shared_memory_transfers():

@@ -267,35 +267,62 @@ def _threads_findings(idx, pkey, ptxt, data, ceil=None):
                     f"{x.text()}.")
             one = series(idx, pkey, label, 1).get(n)
             if one is not None and w > 1:
-                apart = wall(serial[n]) / wall(one)
-                numbers["one_thread_vs_serial"] = apart
-                round_trip = ceil.get(model.DISPATCH["threads"][0]) if ceil else None
-                gap = wall(one) - wall(serial[n])
-                if (apart <= 1 / ONE_THREAD_APART and round_trip is not None
-                        and round_trip >= DOMINANT_SHARE * gap):
-                    # A small problem: handing the task to a thread and back is most of it.
-                    numbers["one_thread_gap_is_dispatch"] = True
-                    text += (f" One pool thread alone already runs {apart:.2f}x serial "
-                             f"({fmt_s(wall(one))} against {fmt_s(wall(serial[n]))}): at this "
-                             f"size the pool's round trip per task ({fmt_s(round_trip)}, from "
-                             f"`gpukit limits`) is most of that gap, so each task needs far more "
-                             f"work than that before threads can pay.")
-                elif not 1 / ONE_THREAD_APART < apart < ONE_THREAD_APART:
-                    # Same work, one thread either way: what differs is the thread. One known cause
-                    # (others, such as caches, are possible): glibc hands the main thread's large
-                    # temporaries back to the system on every free (its heap is trimmed, or they
-                    # were mmapped), so each new one faults its pages in again; a pool thread's heap
-                    # keeps them. Measured here: np.exp on 2^16 float32 in a loop ran 1.34x slower
-                    # on the main thread, 1.03x with MALLOC_TRIM_THRESHOLD_ and
-                    # MALLOC_MMAP_THRESHOLD_ raised.
-                    text += (f" One pool thread alone already runs {apart:.2f}x serial, so "
-                             f"part of that is running on a pool thread rather than the main "
-                             f"one, not the number of threads (the scaling finding compares "
-                             f"against one thread; an implementation whose large temporaries "
-                             f"the main thread pays page faults for can reuse buffers with "
-                             f"out=).")
+                text += _one_thread_text(one, serial[n], n, numbers, data, ceil)
         found.append(Finding("threads", text, numbers))
     return found
+
+
+def _chunks_per_worker(data: dict, n: int) -> int:
+    """How many chunks one worker takes at size n (the pools never make more chunks than rows)."""
+    asked = (data["sweep"].get("settings") or {}).get("chunks_per_worker", 1)
+    return max(1, min(int(asked), n))
+
+
+def _one_thread_text(one: dict, serial: dict, n: int, numbers: dict, data: dict, ceil) -> str:
+    """Why one pool thread runs apart from serial, where it does: the same work on one thread
+    either way, so what differs is the pool's round trips, the chunking or the thread itself."""
+    apart = wall(serial) / wall(one)
+    numbers["one_thread_vs_serial"] = apart
+    chunks = _chunks_per_worker(data, n)
+    # Only a round trip `gpukit limits` measured: one derived from this run is this very gap
+    # (one pool thread minus serial at the smallest size), which would explain itself.
+    name = model.DISPATCH["threads"][0]
+    round_trip = ceil.get(name) if ceil and ceil.sources.get(name) == model.LIMITS_SOURCE else None
+    gap = wall(one) - wall(serial)
+    head = (f" One pool thread alone already runs {apart:.2f}x serial "
+            f"({fmt_s(wall(one))} against {fmt_s(wall(serial))})")
+    if (apart <= 1 / ONE_THREAD_APART and round_trip is not None
+            and round_trip * chunks >= DOMINANT_SHARE * gap):
+        # A small problem: handing the tasks to a thread and back is most of it.
+        numbers["one_thread_gap_is_dispatch"] = True
+        tasks = f" times {chunks} tasks" if chunks > 1 else ""
+        return (f"{head}: at this size the pool's round trip per task ({fmt_s(round_trip)}, "
+                f"from `gpukit limits`){tasks} is most of that gap, so each task needs far "
+                f"more work than that before threads can pay.")
+    if 1 / ONE_THREAD_APART < apart < ONE_THREAD_APART:
+        return ""
+    if chunks > 1:
+        # --chunks-per-worker C: one pool thread makes C calls where serial makes one, so the
+        # two no longer do the same work on different threads.
+        numbers["one_thread_chunks"] = chunks
+        why = ("and each pays the implementation's per-call costs again (a NumPy loop over a "
+               "fixed number of steps, such as mandelbrot's max_iter, runs them over every "
+               "chunk)" if apart < 1 else
+               f"each {chunks} times smaller, which can stay in a cache that all n rows "
+               f"overflow")
+        return (f"{head}: with --chunks-per-worker {chunks} it works through {chunks} chunks "
+                f"where serial makes one call, {why}; so that gap mixes the chunking with the "
+                f"pool thread (--chunks-per-worker 1 shows the thread alone).")
+    # Same work, one thread either way: what differs is the thread. One known cause (others,
+    # such as caches, are possible): glibc hands the main thread's large temporaries back to
+    # the system on every free (its heap is trimmed, or they were mmapped), so each new one
+    # faults its pages in again; a pool thread's heap keeps them. Measured here: np.exp on
+    # 2^16 float32 in a loop ran 1.34x slower on the main thread, 1.03x with
+    # MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ raised.
+    return (f" One pool thread alone already runs {apart:.2f}x serial, so part of that is "
+            f"running on a pool thread rather than the main one, not the number of threads "
+            f"(the scaling finding compares against one thread; an implementation whose large "
+            f"temporaries the main thread pays page faults for can reuse buffers with out=).")
 
 
 def _process_findings(idx, pkey, ptxt, data):
