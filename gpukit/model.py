@@ -484,13 +484,13 @@ def _predict_host(data, case, ceil: Ceilings) -> Prediction:
         ph[phases.TRANSFER_IN] += 2 * work["bytes_in"] / cp
         ph[phases.TRANSFER_OUT] += 2 * work["bytes_out"] / cp
     elif case["backend"] == "mpi":
-        # Scatterv and Gatherv on one machine: rank 0 keeps its own chunk, and every other
-        # byte goes through the MPI library's shared memory, copied in and out again.
+        # Scatterv and Gatherv on one machine copy every byte once (read + write): rank 0's own
+        # chunk between its full and its local buffer, the others' by the library's single-copy
+        # shared-memory path for large messages (a library that stages them copies twice).
         cp = ceil.get("host_copy_1t_gbps") * 1e9
-        others = (workers - 1) / workers
-        ph[phases.TRANSFER_IN] += 2 * work["bytes_in"] * others / cp
-        ph[phases.TRANSFER_OUT] += 2 * work["bytes_out"] * others / cp
-        notes.append("ranks on this machine: scatter and gather through shared memory")
+        ph[phases.TRANSFER_IN] += 2 * work["bytes_in"] / cp
+        ph[phases.TRANSFER_OUT] += 2 * work["bytes_out"] / cp
+        notes.append("ranks on this machine: scatter and gather copy every byte once")
     return Prediction(ph, sum(ph.values()), needed(data, case), tuple(notes))
 
 
