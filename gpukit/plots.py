@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -25,6 +26,9 @@ from gpukit.analysis import fmt_n, fmt_s, params_key, params_text
 FORMATS = ("png", "svg")
 NAMES = ("timing", "phases", "speedup", "roofline")
 DPI = 110
+# Average width of a character of the default sans-serif font, in font sizes: what a line of
+# text may hold across a figure (measured: 0.52 for the suptitles here).
+CHAR_WIDTH_EM = 0.55
 
 PHASE_COLORS = {phases.TRANSFER_IN: "#4c72b0", phases.COMPUTE: "#55a868",
                 phases.TRANSFER_OUT: "#c44e52"}
@@ -41,7 +45,21 @@ def _param_sets(data):
 
 
 def _title(data, ptxt):
-    return f"{data['sweep']['kernel']} ({ptxt})"
+    """The kernel and its parameter set; a kernel without parameters has no parentheses."""
+    kernel = data["sweep"]["kernel"]
+    return f"{kernel} ({ptxt})" if ptxt else kernel
+
+
+# No kernel says what its rows are (points, options, bodies...): "n" alone names no wrong unit.
+N_LABEL = "n"
+
+
+def _suptitle(fig: Figure, text: str, fontsize: float = 9) -> None:
+    """A figure title wrapped to the figure's width: a one-panel figure is narrower than one
+    line of it, and matplotlib would cut it at both edges."""
+    width_pt = fig.get_figwidth() * 72
+    chars = max(20, int(0.95 * width_pt / (CHAR_WIDTH_EM * fontsize)))
+    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
 
 
 def _grid(count: int, width: float = 6.4, height: float = 4.2, cols: int | None = None):
@@ -86,13 +104,13 @@ def timing(data: dict, an: analysis.Analysis | None = None) -> Figure:
             continue
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("n (points)")
+        ax.set_xlabel(N_LABEL)
         ax.set_ylabel("time per run (s)")
         ax.set_title(_title(data, ptxt) + ": time per run", fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("Median time per run (band: interquartile range of the repetitions; each "
-                 "variant at its most workers, dotted: fewer workers where fastest)", fontsize=9)
+    _suptitle(fig, "Median time per run (band: interquartile range of the repetitions; each "
+                   "variant at its most workers, dotted: fewer workers where fastest)")
     return fig
 
 
@@ -158,8 +176,8 @@ def phase_bars(data: dict, an: analysis.Analysis | None = None,
     if axes:
         axes[0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.08), ncols=3,
                        frameon=False)
-    fig.suptitle("Where each run's time goes (bars: phase shares; text: time per run and the "
-                 "session's one-off startup)", fontsize=9)
+    _suptitle(fig, "Where each run's time goes (bars: phase shares; text: time per run and the "
+                   "session's one-off startup)")
     return fig
 
 

@@ -23,3 +23,27 @@ def test_timing_draws_each_variant_at_its_most_workers_and_any_fastest_worker_co
     # Where the most workers are also the fastest, nothing is added.
     del idx[(pkey, "processes/numpy/shm", 1, n2)]
     assert ("processes/numpy/shm", 1) not in plots._timing_lines(idx, pkey)
+
+
+def _one_panel_without_params():
+    """nbody-like results: one parameter set, and it is empty."""
+    cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: 1e-9 * n}, params={})
+             for n in (2**10, 2**12)]
+    for case in cases:
+        case["params"] = {}
+    return {"machine": {"cores": 2}, "sweep": {"kernel": "nbody", "param_sets": [{}],
+                                               "sizes": [2**10, 2**12]},
+            "backends": {"serial": {"gpu": False, "parallel": False}}, "sessions": [],
+            "cases": cases}
+
+
+def test_one_panel_figures_keep_their_title_inside_and_name_no_empty_params_or_wrong_unit():
+    data = _one_panel_without_params()
+    for fig in (plots.timing(data), plots.phase_bars(data, sizes=[2**12])):
+        fig.draw_without_rendering()
+        title = fig._suptitle.get_window_extent(fig._get_renderer())
+        assert 0 <= title.x0 and title.x1 <= fig.bbox.width, (title, fig.bbox.width)
+        for ax in fig.axes:
+            assert "()" not in ax.get_title() and ax.get_title().startswith("nbody")
+    # No kernel says what its rows are: "n (points)" would be wrong for nbody's bodies.
+    assert plots.timing(data).axes[0].get_xlabel() == "n"
