@@ -48,8 +48,16 @@ CUDA_KERNELS = ("polyval", "blackscholes", "mandelbrot", "nbody",
                 f"{Path(__file__).resolve().parent.parent / 'examples' / 'my_kernel.py'}:Saxpy")
 
 
-@functools.lru_cache(maxsize=None)
+# A test's own CUDA function -> where its `n` sits.
+N_AT: dict[str, int] = {}
+
+
 def n_position(function: str) -> int:
+    return N_AT[function] if function in N_AT else _builtin_n_position(function)
+
+
+@functools.lru_cache(maxsize=None)
+def _builtin_n_position(function: str) -> int:
     for spec in CUDA_KERNELS:
         kernel = kernels.load(spec)
         launch = kernel.cuda_launch(1, kernel.resolve_params({}))
@@ -144,8 +152,8 @@ class FakeGPU:
         dst_bytes[:] = self.view(ptr, dst_bytes.size)
         self.enqueue(stream, "d2h", D2H_S, "d2h")
 
-    def memset(self, stream, ptr, nbytes):
-        self.view(ptr, nbytes)[:] = 0
+    def memset(self, stream, ptr, nbytes, value=0):
+        self.view(ptr, nbytes)[:] = value
         self.enqueue(stream, "sm", MEMSET_S, "memset")
 
     def launch(self, stream, host_kernel, grid, block, addresses, n):
@@ -205,7 +213,7 @@ def fake_cupy(gpu):
         cudaDevAttrL2CacheSize=38,
         deviceGetAttribute=lambda attr, dev: {38: L2_BYTES}[attr],
         memcpyHostToDevice=1, memcpyDeviceToHost=2, memcpyAsync=memcpy_async,
-        memsetAsync=lambda ptr, value, size, s: gpu.memset(gpu.streams[s], ptr, size))
+        memsetAsync=lambda ptr, value, size, s: gpu.memset(gpu.streams[s], ptr, size, value))
 
     class Stream(FakeStream):
         def __init__(self, null=False, non_blocking=False):
@@ -433,6 +441,8 @@ def fake_pycuda(gpu):
     cuda.memcpy_dtoh_async = lambda dst, src, stream: gpu.d2h(stream, as_bytes(dst), int(src))
     cuda.memset_d32_async = lambda dst, value, count, stream: gpu.memset(stream, int(dst),
                                                                            4 * count)
+    cuda.memset_d8_async = lambda dst, value, count, stream: gpu.memset(stream, int(dst), count,
+                                                                         value)
     compiler = types.ModuleType("pycuda.compiler")
     compiler.SourceModule = SourceModule
     pycuda.driver, pycuda.compiler = cuda, compiler
@@ -540,6 +550,64 @@ def test_every_kernel_on_every_variant_matches_its_reference(fake, spec, memory,
     assert check.ok, check
     if streamed:
         assert _timing.extra["chunks"] == 3
+    session.close()
+
+
+LAZY_KERNEL = '''
+import numpy as np
+from gpukit.kernels.user import SimpleKernel
+
+class WritesHalf(SimpleKernel):
+    # A CUDA kernel that leaves the second half of its output alone: on a device buffer that
+    # held a previous case's correct results, that half would pass the check.
+    name = "writeshalf"
+    outputs = ("z",)
+    cuda_code = r"""
+extern "C" __global__ void writeshalf(const float* x, float* z, long long n)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n / 2) z[i] = 2.0f * x[i];
+}
+"""
+    cuda_args = ("x", "z", ("n", np.int64))
+
+    def split_inputs(self, n, params, rng):
+        return {"x": rng.standard_normal(n, dtype=np.float32)}
+
+    def reference(self, inputs, params):
+        return {"z": 2.0 * inputs.split["x"].astype(np.float64)}
+
+    def numpy(self, split, whole, out, params):
+        np.multiply(split["x"], np.float32(2), out=out["z"])
+'''
+
+
+@pytest.mark.parametrize("memory", ["pageable", "pinned"])
+def test_rows_a_kernel_leaves_alone_fail_the_check_as_unwritten(fake, memory, tmp_path,
+                                                                monkeypatch):
+    gpu, cls = fake
+    monkeypatch.setitem(N_AT, "writeshalf", 2)
+    path = tmp_path / "lazy.py"
+    path.write_text(LAZY_KERNEL)
+    kernel = kernels.load(f"{path}:WritesHalf")
+    session = cls(next(v for v in cls.variants(kernel) if v.option("memory") == memory
+                       and not cc.is_streamed(v)), 1, PLAIN)
+    session.open()
+    params = kernel.resolve_params({})
+    inputs = kernel.make_inputs(1000, params)
+    # The device starts with the right answer in every buffer, as a freed and reused block may.
+    right = as_bytes((2 * inputs.split["x"]).astype(np.float32))
+    real_alloc = gpu.alloc
+    def alloc_holding_the_answer(nbytes):
+        ptr = real_alloc(nbytes)
+        if nbytes == right.size:
+            gpu.memory[ptr][:] = right
+        return ptr
+    gpu.alloc = alloc_holding_the_answer
+    session.prepare(kernel, params, inputs)
+    out, _timing = session.run()
+    check = kernel.check(out, kernel.reference(inputs, params), inputs, params)
+    assert not check.ok and "500 of 1000 values of 'z' are NaN or inf (unwritten?)" in check.detail
     session.close()
 
 

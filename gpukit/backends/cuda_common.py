@@ -198,6 +198,11 @@ def make_problem(kernel: Kernel, params: Mapping[str, int], inputs: Inputs) -> P
     return Problem(n, arrays, outputs, launch, scalars, tuple(inputs.split))
 
 
+# Device outputs start with every byte this: NaN for floats of any width, -1 for integers, as
+# kernels.base.mark_unwritten marks host outputs.
+UNWRITTEN_BYTE = 0xFF
+
+
 def stage_pinned(problem: Problem, empty_pinned) -> tuple[dict, dict]:
     """Page-locked copies of the inputs, filled once (the runs then time DMA from pinned memory,
     not this copy), and page-locked outputs marked unwritten (NaN, or -1 for integer outputs)

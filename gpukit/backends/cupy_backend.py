@@ -165,6 +165,13 @@ class CupyBackend(cc.GpuRunMixin, Backend):
         device = {name: cupy.empty(a.shape, dtype=a.dtype) for name, a in problem.inputs.items()}
         device.update({name: cupy.empty(problem.n, dtype=dt)
                        for name, dt in problem.outputs.items()})
+        for name in problem.outputs:
+            # What no kernel writes (all bytes 0xFF: NaN, or -1), so that rows a kernel leaves
+            # alone fail the check of the first run instead of passing with a freed buffer's
+            # old results.
+            out = device[name]
+            cupy.cuda.runtime.memsetAsync(out.data.ptr, cc.UNWRITTEN_BYTE, out.nbytes,
+                                          self._stream.ptr)
         self._stream.synchronize()
         startup.steps_s["alloc"] = self.clock() - t0
 

@@ -182,6 +182,11 @@ class PycudaBackend(cc.GpuRunMixin, Backend):
                       for name, a in problem.inputs.items()}
             device.update({name: cuda.mem_alloc(max(1, problem.n * dt.itemsize))
                            for name, dt in problem.outputs.items()})
+            for name, dt in problem.outputs.items():
+                # What no kernel writes (all bytes 0xFF: NaN, or -1): see cupy_backend.
+                cuda.memset_d8_async(device[name], cc.UNWRITTEN_BYTE, problem.n * dt.itemsize,
+                                     self._stream)
+            self._stream.synchronize()
             startup.steps_s["alloc"] = self.clock() - t0
 
             if self.variant.option("memory") == "pinned":
