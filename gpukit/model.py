@@ -380,18 +380,24 @@ def multiply_add(data: dict) -> bool:
 
 
 def _derive_kernel_rates(data: dict) -> dict:
-    """Per (params, impl) of a kernel that is not multiply-adds: its serial rate, from the line
-    through serial's smallest and largest size (time = fixed cost + FLOPs / rate), so that the
-    fixed cost per call does not count against the rate."""
-    groups: dict[tuple, list] = {}
+    """Per (params, impl) of a kernel that is not multiply-adds: its rate from the line through
+    its smallest and largest size (time = fixed cost + FLOPs / rate), so that a fixed cost per
+    call (NumPy's, a GPU launch) does not count against the rate. Serial cases for the host
+    implementations; for `cuda`, the GPU variants' fastest device compute at each size."""
+    groups: dict[tuple, dict[int, tuple[float, dict]]] = {}
     for c in _ok(data):
-        if c["backend"] == "serial" and c["work"]["flops"] > 0:
-            groups.setdefault((tuple(sorted(c["params"].items())), c["impl"]), []).append(c)
+        gpu = _is_gpu(data, c)
+        if c["work"]["flops"] <= 0 or not (gpu or c["backend"] == "serial"):
+            continue
+        seconds = _phase(c, phases.COMPUTE, True) if gpu else _wall(c)
+        per_n = groups.setdefault((tuple(sorted(c["params"].items())), c["impl"]), {})
+        if c["n"] not in per_n or seconds < per_n[c["n"]][0]:
+            per_n[c["n"]] = (seconds, c)
     out = {}
-    for key, cases in groups.items():
-        lo, hi = min(cases, key=lambda c: c["n"]), max(cases, key=lambda c: c["n"])
-        dflops, dt = hi["work"]["flops"] - lo["work"]["flops"], _wall(hi) - _wall(lo)
-        seconds = dt if dflops > 0 and dt > 0 else _wall(hi)
+    for key, per_n in groups.items():
+        (t_lo, lo), (t_hi, hi) = per_n[min(per_n)], per_n[max(per_n)]
+        dflops, dt = hi["work"]["flops"] - lo["work"]["flops"], t_hi - t_lo
+        seconds = dt if dflops > 0 and dt > 0 else t_hi
         flops = dflops if dflops > 0 and dt > 0 else hi["work"]["flops"]
         out[key] = (flops / seconds / 1e9, _anchor_text(hi), (case_key(lo), case_key(hi)))
     return out
@@ -499,8 +505,10 @@ def _predict_gpu(data, case, ceil: Ceilings) -> Prediction:
     h2d, d2h = (ceil.get(n) * 1e9 for n in GPU_LINK[gpu_memory(case)])
     latency = ceil.get("copy_latency_s")
     launch = ceil.get(LAUNCH.get(case["backend"], "launch_cupy_s"))
+    own = ceil.kernel_rates.get((tuple(sorted(case["params"].items())), case["impl"]))
+    rate = own[0] if own else ceil.get("fma_gflops")
     kernel = max((work["bytes_in"] + work["bytes_out"]) / (ceil.get("d2d_gbps") * 1e9),
-                 work["flops"] / (ceil.get("fma_gflops") * 1e9))
+                 work["flops"] / (rate * 1e9))
     ph = {phases.TRANSFER_IN: latency + work["bytes_in"] / h2d,
           phases.COMPUTE: launch + kernel,
           phases.TRANSFER_OUT: latency + work["bytes_out"] / d2h}
@@ -531,9 +539,9 @@ def _has_rule(data: dict, case: dict) -> bool:
 
 def predict(data: dict, case: dict, ceil: Ceilings) -> Verdict:
     needs = needed(data, case)
-    if ceil.rate(case)[1] == KERNEL_RATE:
-        # The kernel's own serial rate stands in for the multiply-add figure.
-        needs = tuple(n for n in needs if n not in IMPL_RATE.values())
+    if (tuple(sorted(case["params"].items())), case["impl"]) in ceil.kernel_rates:
+        # The kernel's own rate stands in for the multiply-add figure.
+        needs = tuple(n for n in needs if n not in (*IMPL_RATE.values(), "fma_gflops"))
     missing = tuple(n for n in needs if ceil.get(n) is None)
     key = case_key(case)
     anchor = key in ceil.anchors

@@ -369,6 +369,18 @@ def test_model_rates_a_kernel_that_is_not_multiply_adds_by_its_own_serial_run():
     assert model.resolve(data, {"figures": FIGS}).rate(threads)[1] == "host_numpy_1t_gflops"
 
 
+def test_a_gpu_kernel_that_is_not_multiply_adds_is_rated_by_its_own_device_time():
+    data = synthetic.with_gpu()
+    data["sweep"].update(kernel="mandelbrot", kernel_multiply_add=False)
+    ceil = model.resolve(data, synthetic.h100_ceilings())
+    assert ((("k", 64),), "cuda") in ceil.kernel_rates
+    verdicts = model.predict_all(data, ceil)
+    gpu = [v for k, v in verdicts.items() if k[1].startswith("cupy/") and not v.anchor]
+    assert gpu and all(v.prediction is not None for v in gpu)
+    # The synthetic device times follow the card's figures, so its own rate predicts them.
+    assert sum(v.within for v in gpu) >= 0.9 * len(gpu)
+
+
 def test_pickling_is_priced_at_the_rate_for_each_tasks_message_size():
     curve = {"sizes_bytes": [2**20, 2**22, 2**26], "gbps": [1.0, 2.0, 0.5]}
     ceil = model.Ceilings({"pickle_gbps": 0.5}, {"pickle_gbps": model.LIMITS_SOURCE}, {},
