@@ -363,6 +363,9 @@ def test_model_rates_a_kernel_that_is_not_multiply_adds_by_its_own_serial_run():
     v = model.predict(data, threads, ceil)
     # the fixed cost, half the FLOPs at 1 GFLOP/s, and two tasks' round trips
     assert v.prediction.phases_s[COMPUTE] == pytest.approx(1e-3 + 100.0 * n2 / 2 / 1e9 + 40e-6)
+    found = analysis.analyze(data, {"figures": FIGS}).findings[-1]
+    assert "the kernel's arithmetic rated by its own runs, not as multiply-adds (numpy 1 GFLOP/s)" \
+        in found.text
     # polyval (and results from before the sweep said) keep limits' multiply-add rate.
     data["sweep"].update(kernel="polyval")
     del data["sweep"]["kernel_multiply_add"]

@@ -464,6 +464,11 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
                    + (" --quick (rough: re-measure without --quick)" if ceil.rough else ""))
     if derived:
         src.append(f"{len(derived)} derived from this run ({', '.join(derived)})")
+    if ceil.kernel_rates:
+        # Not multiply-adds: limits' rate does not fit its work, its own run's rate does.
+        rates = sorted({impl: r for (_p, impl), (r, _src) in ceil.kernel_rates.items()}.items())
+        src.append("the kernel's arithmetic rated by its own runs, not as multiply-adds ("
+                   + ", ".join(f"{impl} {r:.3g} GFLOP/s" for impl, r in rates) + ")")
     src.append(f"lacking {', '.join(lacking)}" + ("" if stored else " (`gpukit limits` measures "
                                                  "this machine's)")
                if lacking else "none lacking for these cases")
