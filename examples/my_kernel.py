@@ -29,6 +29,7 @@ class Saxpy(SimpleKernel):
     summary = "z = a*x + y (float32): 2 FLOPs per 12 bytes moved"
     outputs = ("z",)
     flops_per_row = 2
+    multiply_add_work = True  # a*x + y: the work `gpukit limits` rates a core at
     # max|z - ref| / max|ref|: a product and a sum, each rounded to float32 (2**-24 relative),
     # of terms no larger than a few times max|z|; 2**-20 leaves room, a real bug is far above.
     tolerance = 2.0 ** -20
