@@ -20,6 +20,10 @@ from gpukit.errors import UsageError
 
 FORMAT = "gpukit-results"
 FORMAT_VERSION = 1
+# How the reason of a case the runner skipped because a smaller size of its series failed (an
+# error or a wrong result) begins: such a size is as unknown as the failed one, unlike one the
+# run limit skipped.
+SKIPPED_AFTER_FAILURE = "a smaller size failed"
 
 
 class Results:

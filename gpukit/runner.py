@@ -26,7 +26,7 @@ from gpukit.backends.base import Backend, Variant
 from gpukit.errors import BackendUnavailable, GpukitError, KernelError, UsageError
 from gpukit.kernels.base import Kernel
 from gpukit.kernels.user import output_problem
-from gpukit.results import Results
+from gpukit.results import SKIPPED_AFTER_FAILURE, Results
 from gpukit.timing import Budget, repeat, summarize
 
 OK, FAILED, SKIPPED, UNAVAILABLE = "ok", "failed", "skipped", "unavailable"
@@ -193,10 +193,10 @@ class Runner:
             self._measure(case, session, record, where)
         except (UsageError, KernelError) as exc:
             record.update(status=FAILED, reason=f"{where}: {exc}")
-            self._cut[case.series] = f"a smaller size failed: {exc}"
+            self._cut[case.series] = f"{SKIPPED_AFTER_FAILURE}: {exc}"
         except Exception as exc:  # a backend or kernel failure ends this case, not the sweep
             record.update(status=FAILED, reason=f"{where}: {type(exc).__name__}: {exc}")
-            self._cut[case.series] = "a smaller size failed"
+            self._cut[case.series] = SKIPPED_AFTER_FAILURE
         finally:
             try:
                 session.release()
@@ -226,7 +226,7 @@ class Runner:
                                   f"reference: "
                                   f"error {check.error:.3g} > tolerance {check.tolerance:.3g}"
                                   + (f" ({check.detail})" if check.detail else ""))
-                    self._cut[case.series] = "a smaller size gave a wrong result"
+                    self._cut[case.series] = f"{SKIPPED_AFTER_FAILURE}: it gave a wrong result"
                     return
             del out
         runs = repeat(lambda: session.run()[1], self.sweep.budget, self.clock)

@@ -180,6 +180,20 @@ def test_a_broken_implementation_fails_its_cases_by_name_and_the_rest_run(
             assert case["status"] == "ok", case
 
 
+def test_sizes_after_a_wrong_result_are_skipped_as_after_a_failure(gpukit_cli, broken_file,
+                                                                   tmp_path):
+    # The analysis leaves such sizes out of "fastest" by this reason (gpukit.results).
+    from gpukit.results import SKIPPED_AFTER_FAILURE
+    output = tmp_path / "wrong.json"
+    result = gpukit_cli("compare", "--kernel", f"{broken_file}:WrongAnswer", "--backends",
+                        "serial", "--impls", "numpy", "--sizes", "1001,2002", *FAST,
+                        "-o", str(output))
+    assert result.returncode == 1, result.stdout + result.stderr
+    first, second = sorted(json.loads(output.read_text())["cases"], key=lambda c: c["n"])
+    assert first["status"] == "failed"
+    assert second["status"] == "skipped" and second["reason"].startswith(SKIPPED_AFTER_FAILURE)
+
+
 def test_a_reference_with_nan_fails_every_case_instead_of_passing_any_output(
         gpukit_cli, broken_file, tmp_path):
     output = tmp_path / "nan.json"

@@ -7,6 +7,7 @@ import dataclasses
 import math
 
 from gpukit import model, phases
+from gpukit.results import SKIPPED_AFTER_FAILURE
 from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, limits
 from gpukit.analysis.cases import (BASELINE, MIN_CHANGE, case_text, device_phase, fmt_n,
                                    fmt_n_est, fmt_s, index, is_gpu, max_workers, noise_bar,
@@ -129,9 +130,6 @@ def _unfinished_sizes(data: dict, pkey: tuple) -> set[int]:
     return {n for n, seen in records.items() if seen != every}
 
 
-# The runner's reason for skipping the sizes after a failed one (gpukit/runner.py): those
-# sizes are as unknown as the failed one, unlike a skip by the run limit.
-AFTER_FAILURE = "a smaller size failed"
 
 
 def _failed_sizes(data: dict, pkey: tuple) -> tuple[dict[int, list], list]:
@@ -147,7 +145,7 @@ def _failed_sizes(data: dict, pkey: tuple) -> tuple[dict[int, list], list]:
         status, reason = c.get("status"), c.get("reason") or ""
         if status == "ok":
             ran.add(variant)
-        elif status == "failed" or (status == "skipped" and reason.startswith(AFTER_FAILURE)):
+        elif status == "failed" or (status == "skipped" and reason.startswith(SKIPPED_AFTER_FAILURE)):
             unknown.setdefault(variant, set()).add(c["n"])
     sizes: dict[int, list] = {}
     for variant, ns in sorted(unknown.items()):
