@@ -361,7 +361,7 @@ def resolve(data: dict, stored: dict | None = None, derive: bool = True) -> Ceil
     fixed, rates = {}, {}
     if derive:
         if not multiply_add(data):
-            rates = _derive_kernel_rates(data)
+            rates = _derive_kernel_rates(data, values)
             anchors |= {key for _r, _src, keys in rates.values() for key in keys}
         fixed = _derive_fixed(data, values, rates)
         anchors |= {key for _s, _src, key in fixed.values()}
@@ -379,7 +379,7 @@ def multiply_add(data: dict) -> bool:
     return bool(sweep.get("kernel_multiply_add", sweep.get("kernel") == "polyval"))
 
 
-def _derive_kernel_rates(data: dict) -> dict:
+def _derive_kernel_rates(data: dict, values: dict) -> dict:
     """Per (params, impl) of a kernel that is not multiply-adds: its rate from the line through
     its smallest and largest size (time = fixed cost + FLOPs / rate), so that a fixed cost per
     call (NumPy's, a GPU launch) does not count against the rate. Serial cases for the host
@@ -397,8 +397,14 @@ def _derive_kernel_rates(data: dict) -> dict:
     for key, per_n in groups.items():
         (t_lo, lo), (t_hi, hi) = per_n[min(per_n)], per_n[max(per_n)]
         dflops, dt = hi["work"]["flops"] - lo["work"]["flops"], t_hi - t_lo
-        seconds = dt if dflops > 0 and dt > 0 else t_hi
-        flops = dflops if dflops > 0 and dt > 0 else hi["work"]["flops"]
+        if dflops > 0 and dt > 0:
+            seconds, flops = dt, dflops
+        else:
+            # One size (or times that do not grow): its time alone, less the launch where the
+            # GPU's prediction adds that back.
+            launch = values.get(LAUNCH.get(hi["backend"], "")) if _is_gpu(data, hi) else None
+            seconds = t_hi - launch if launch and launch < t_hi / 2 else t_hi
+            flops = hi["work"]["flops"]
         out[key] = (flops / seconds / 1e9, _anchor_text(hi), (case_key(lo), case_key(hi)))
     return out
 
@@ -429,9 +435,11 @@ def _derive_fixed(data: dict, values: dict, rates: dict | None = None) -> dict:
 def _host_compute(case, ceil: Ceilings, parallel: int, notes: list) -> float:
     """The kernel's own time on `parallel` cores, without the implementation's fixed cost."""
     work = case["work"]
-    rate, _name = ceil.rate(case)
+    rate, name = ceil.rate(case)
     t = work["flops"] / (rate * 1e9 * parallel)
-    row_s = ceil.get("host_python_row_s") if case["impl"] in GIL_HOLDING else None
+    # A kernel's own rate comes from its whole serial time, row costs included.
+    row_s = (ceil.get("host_python_row_s")
+             if case["impl"] in GIL_HOLDING and name != KERNEL_RATE else None)
     if row_s is not None:
         # The interpreter's cost of each row around the arithmetic: at k=2, most of the time.
         t += case["n"] * row_s / parallel
@@ -450,15 +458,22 @@ def _host_compute(case, ceil: Ceilings, parallel: int, notes: list) -> float:
     return t
 
 
-def dispatch_s(backend: str, workers: int, ceil: Ceilings) -> float | None:
-    """What handing out one run's tasks (one per worker, all at once) and collecting them costs:
-    one round trip, and for each further task what it adds to a fan-out, or a full round trip
-    where that was not measured. None without the round trip."""
+def tasks(data: dict, case: dict) -> int:
+    """How many tasks a pool's run hands out: chunks per worker (`--chunks-per-worker`) times
+    the workers, never more than the rows."""
+    per_worker = (data["sweep"].get("settings") or {}).get("chunks_per_worker") or 1
+    return max(1, min(int(per_worker) * case["workers"], case["n"]))
+
+
+def dispatch_s(backend: str, count: int, ceil: Ceilings) -> float | None:
+    """What handing out one run's `count` tasks (all at once) and collecting them costs: one
+    round trip, and for each further task what it adds to a fan-out, or a full round trip where
+    that was not measured. None without the round trip."""
     round_trip = ceil.get(DISPATCH[backend][0])
     if round_trip is None:
         return None
     extra = ceil.get(DISPATCH_EXTRA[backend])
-    return round_trip + (workers - 1) * (round_trip if extra is None else extra)
+    return round_trip + (count - 1) * (round_trip if extra is None else extra)
 
 
 def _predict_host(data, case, ceil: Ceilings) -> Prediction:
@@ -475,16 +490,16 @@ def _predict_host(data, case, ceil: Ceilings) -> Prediction:
     ph = {phases.TRANSFER_IN: 0.0, phases.COMPUTE: compute, phases.TRANSFER_OUT: 0.0}
     if case["backend"] in DISPATCH:
         where = DISPATCH[case["backend"]][1]
-        ph[where] += dispatch_s(case["backend"], workers, ceil)
-        if ceil.get(DISPATCH_EXTRA[case["backend"]]) is None and workers > 1:
+        ph[where] += dispatch_s(case["backend"], tasks(data, case), ceil)
+        if ceil.get(DISPATCH_EXTRA[case["backend"]]) is None and tasks(data, case) > 1:
             notes.append("fan-out not measured: each task priced at a full round trip")
     work = case["work"]
     transfer = _option(case, "transfer")
     if transfer == "pickle":
-        # Each task's message at the rate for its size: one chunk per worker.
+        # Each task's message at the rate for its size.
         for name, nbytes in ((phases.TRANSFER_IN, work["bytes_in"]),
                              (phases.TRANSFER_OUT, work["bytes_out"])):
-            ph[name] += nbytes / (ceil.pickle_gbps(nbytes / workers) * 1e9)
+            ph[name] += nbytes / (ceil.pickle_gbps(nbytes / tasks(data, case)) * 1e9)
     elif transfer == "shm":
         cp = ceil.get("host_copy_1t_gbps") * 1e9
         ph[phases.TRANSFER_IN] += 2 * work["bytes_in"] / cp

@@ -372,6 +372,32 @@ def test_model_rates_a_kernel_that_is_not_multiply_adds_by_its_own_serial_run():
     assert model.resolve(data, {"figures": FIGS}).rate(threads)[1] == "host_numpy_1t_gflops"
 
 
+def test_a_kernel_rated_by_its_own_python_run_pays_no_row_cost_on_top():
+    # Serial pure Python: 50 us + 1 us a row. Its own rate already holds the row cost, so the
+    # stored per-row figure must not be added again (it made n=4096 1.58x too slow).
+    cases = [synthetic.make_case("serial/python", n, {COMPUTE: 50e-6 + 1e-6 * n},
+                                 flops=10.0 * n, params={}) for n in (1024, 4096, 16384)]
+    data = results_with(cases)
+    data["sweep"].update(kernel="mine", kernel_multiply_add=False, param_sets=[{}])
+    ceil = model.resolve(data, {"figures": {**FIGS, "host_python_row_s": 0.6e-6}})
+    v = model.predict(data, cases[1], ceil)
+    assert not v.anchor and v.ratio == pytest.approx(1.0, rel=0.02)
+    assert ceil.fixed_s(cases[0]) == pytest.approx(50e-6, rel=0.02)
+
+
+def test_the_model_counts_every_chunk_a_task_with_several_chunks_per_worker():
+    n = 2**24
+    case = synthetic.make_case("processes/numpy/pickle", n, {COMPUTE: 1e-3}, workers=2)
+    curve = {"sizes_bytes": [2**20, 2**23, 2**26], "gbps": [1.0, 1.0, 0.25]}
+    stored = {"figures": {**FIGS, "process_dispatch_extra_s": 50e-6}, "curves": {"pickle": curve}}
+    data = results_with([case])
+    data["sweep"]["settings"] = {"chunks_per_worker": 8}
+    assert model.tasks(data, case) == 16
+    p = model.predict(data, case, model.resolve(data, stored, derive=False)).prediction.phases_s
+    # 16 tasks: one round trip and 15 fan-out shares; 4 MiB messages at 1 GB/s, not 32 MiB ones
+    assert p[IN] == pytest.approx(200e-6 + 15 * 50e-6 + (4 * n + 12) / 1e9)
+
+
 def test_a_gpu_kernel_that_is_not_multiply_adds_is_rated_by_its_own_device_time():
     data = synthetic.with_gpu()
     data["sweep"].update(kernel="mandelbrot", kernel_multiply_add=False)

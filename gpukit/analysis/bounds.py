@@ -105,14 +105,15 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
                              f"GIL-bound: {workers} threads run {sp:.2f}x one, because the "
                              f"{impl} loop holds the GIL; use processes or NumPy")
     if case["backend"] in model.DISPATCH:
-        cost = model.dispatch_s(case["backend"], workers, ceil)
+        count = model.tasks(data, case)
+        cost = model.dispatch_s(case["backend"], count, ceil)
         if cost is not None and cost / wall(case) > DOMINANT_SHARE:
             # The cost comes from `limits`, measured on another day: it can exceed this wall.
             share = cost / wall(case)
             part = "nearly all" if share >= 0.9 else f"about {share:.0%}"
             return Limit(dominant, "dispatch", "dispatch",
-                         f"dispatch-bound: handing out and collecting {workers} task"
-                         f"{'s' * (workers != 1)} costs about {fmt_s(cost)}, {part} of its "
+                         f"dispatch-bound: handing out and collecting {count} task"
+                         f"{'s' * (count != 1)} costs about {fmt_s(cost)}, {part} of its "
                          f"{fmt_s(wall(case))}; run serially at this size, or give each task "
                          f"more work")
     moved = ph[phases.TRANSFER_IN] + ph[phases.TRANSFER_OUT]
@@ -127,7 +128,7 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
         cap = ceil.get(name)
         if transfer == "pickle":
             # The rate for this case's messages: pickling slows per byte as they grow.
-            cap = ceil.pickle_gbps(work["bytes_in"] / workers)
+            cap = ceil.pickle_gbps(work["bytes_in"] / model.tasks(data, case))
         pct = _pct(gbps, cap)
         return Limit(dominant, "transfer", f"{transfer or 'transfer'}" + (f" {pct:.0f}%" if pct else ""),
                      f"transfer-bound ({how}): {moved / total:.0%} of the time moving data at "
