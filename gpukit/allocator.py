@@ -24,15 +24,18 @@ MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 128 * 1024 * 1024
 
 # glibc's environment variables (with their trailing underscore) and mallopt parameters.
-ENV = {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD_BYTES, "MALLOC_TRIM_THRESHOLD_": TRIM_THRESHOLD_BYTES}
+ENV = {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD_BYTES,
+       "MALLOC_TRIM_THRESHOLD_": TRIM_THRESHOLD_BYTES}
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
 def _glibc():
     name = ctypes.util.find_library("c")
+    if name is None and os.name == "nt":
+        return None  # no C library by that name on Windows, and CDLL(None) raises there
     try:
         libc = ctypes.CDLL(name)
-    except OSError:
+    except (OSError, TypeError):
         return None
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version") else None
 

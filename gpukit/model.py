@@ -340,7 +340,8 @@ def resolve(data: dict, stored: dict | None = None, derive: bool = True) -> Ceil
     if stored:
         for name, value in (stored.get("figures") or {}).items():
             # A cost may be zero (a fan-out that adds nothing); a rate must be positive.
-            if isinstance(value, (int, float)) and (value > 0 or value == 0 and name.endswith("_s")):
+            cost = name.endswith("_s")
+            if isinstance(value, (int, float)) and (value > 0 or value == 0 and cost):
                 values[name] = float(value)
                 sources[name] = LIMITS_SOURCE
         stored_missing = dict(stored.get("missing") or {})

@@ -48,8 +48,8 @@ class HostPlan:
 
 FULL = HostPlan()
 QUICK = HostPlan(copy_bytes=64 * 1024 ** 2, copy_reps=2, pool_reps=1, dispatch_count=50,
-                 thread_count=50, pickle_sizes=(1024 ** 2, 16 * 1024 ** 2), pickle_reps=1, numpy_steps=25,
-                 python_points=300, reps=1)
+                 thread_count=50, pickle_sizes=(1024 ** 2, 16 * 1024 ** 2), pickle_reps=2,
+                 numpy_steps=25, python_points=300, reps=1)
 
 
 # -- pure helpers --------------------------------------------------------------------------------
@@ -164,8 +164,10 @@ def measure_process_pool(plan: HostPlan, workers: int) -> tuple[dict, dict]:
     try:
         batches = _dispatch_batches(pool, plan)
         pool_extra = _fanout_extra_s(pool, workers, plan, per_item_s(batches, plan.dispatch_count))
-        # The first echo makes the worker import NumPy; that is start-up, not pickling.
+        # The first echoes make the worker import NumPy and grow its buffers for a large
+        # message (the first 1 MiB echo ran 10x slower than the next): start-up, not pickling.
         pool.submit(_echo, np.ones(1)).result()
+        pool.submit(_echo, np.ones(plan.pickle_sizes[0] // 8)).result()
         round_trip = per_item_s(batches, plan.dispatch_count)
         rates = [_pickle_gbps(pool, nbytes, plan.pickle_reps, round_trip)
                  for nbytes in plan.pickle_sizes]
