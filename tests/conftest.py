@@ -20,3 +20,15 @@ def run_gpukit(*args, timeout=300, cwd=None, env=None):
 @pytest.fixture
 def gpukit_cli():
     return run_gpukit
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_ceilings_cache(tmp_path_factory):
+    """Every test, and every gpukit it starts, keeps its ceilings in a folder of this session:
+    `compare` stores quick ones where none exist, and those must not land in the user's cache
+    (nor figures from there leak into what the tests see). A test may still point
+    GPUKIT_CACHE_DIR elsewhere."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("GPUKIT_CACHE_DIR", str(tmp_path_factory.mktemp("ceilings-cache")))
+    yield
+    patch.undo()
