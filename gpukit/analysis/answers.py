@@ -464,9 +464,12 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
         src.append(f"{len(derived)} derived from this run ({', '.join(derived)})")
     if ceil.kernel_rates:
         # Not multiply-adds: limits' rate does not fit its work, its own run's rate does.
-        rates = sorted({impl: r for (_p, impl), (r, _src) in ceil.kernel_rates.items()}.items())
+        by_params: dict[tuple, list] = {}
+        for (pkey, impl), (r, _src) in sorted(ceil.kernel_rates.items()):
+            by_params.setdefault(pkey, []).append(f"{impl} {r:.3g} GFLOP/s")
         src.append("the kernel's arithmetic rated by its own runs, not as multiply-adds ("
-                   + ", ".join(f"{impl} {r:.3g} GFLOP/s" for impl, r in rates) + ")")
+                   + "; ".join((f"{params_text(dict(p))}: " if len(by_params) > 1 else "")
+                               + ", ".join(rs) for p, rs in by_params.items()) + ")")
     src.append(f"lacking {', '.join(lacking)}" + ("" if stored else " (`gpukit limits` measures "
                                                  "this machine's)")
                if lacking else "none lacking for these cases")
