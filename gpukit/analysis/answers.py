@@ -311,16 +311,23 @@ def _one_thread_text(one: dict, serial: dict, n: int, numbers: dict, data: dict,
         return (f"{head}: with --chunks-per-worker {chunks} it works through {chunks} chunks "
                 f"where serial makes one call, {why}; so that gap mixes the chunking with the "
                 f"pool thread (--chunks-per-worker 1 shows the thread alone).")
+    base = (f" One pool thread alone already runs {apart:.2f}x serial, so part of that is "
+            f"running on a pool thread rather than the main one, not the number of threads "
+            f"(the scaling finding compares against one thread")
+    if (data["machine"].get("malloc") or {}).get("thresholds_fixed"):
+        # gpukit held the allocator steady (gpukit.allocator), so that is not it: the thread's
+        # cache, its core, or what else ran on the machine at that moment.
+        return base + "; the allocator was held steady, so look at the machine's load)."
     # Same work, one thread either way: what differs is the thread. One known cause (others,
     # such as caches, are possible): glibc hands the main thread's large temporaries back to
     # the system on every free (its heap is trimmed, or they were mmapped), so each new one
     # faults its pages in again; a pool thread's heap keeps them. Measured here: np.exp on
     # 2^16 float32 in a loop ran 1.34x slower on the main thread, 1.03x with
-    # MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ raised.
-    return (f" One pool thread alone already runs {apart:.2f}x serial, so part of that is "
-            f"running on a pool thread rather than the main one, not the number of threads "
-            f"(the scaling finding compares against one thread; an implementation whose large "
-            f"temporaries the main thread pays page faults for can reuse buffers with out=).")
+    # MALLOC_TRIM_THRESHOLD_ and MALLOC_MMAP_THRESHOLD_ raised, which gpukit now does unless
+    # --default-malloc.
+    return base + ("; glibc's malloc was left to its own thresholds here (--default-malloc), so "
+                   "the main thread's large temporaries may pay page faults a pool thread's "
+                   "do not: reuse buffers with out=).")
 
 
 def _process_findings(idx, pkey, ptxt, data):
