@@ -486,8 +486,10 @@ def _predict_host(data, case, ceil: Ceilings) -> Prediction:
         notes.append("holds the GIL: no parallel gain on threads")
     if workers > cores(data):
         notes.append(f"{workers} workers on {cores(data)} cores: oversubscribed")
-    # Every chunk pays the implementation's fixed cost; chunks run side by side.
-    compute = _host_compute(case, ceil, parallel, notes) + ceil.fixed_s(case)
+    # Every chunk pays the implementation's fixed cost; chunks run side by side, and a worker
+    # with several (--chunks-per-worker) pays it for each in turn.
+    per_worker = math.ceil(tasks(data, case) / workers) if case["backend"] in DISPATCH else 1
+    compute = _host_compute(case, ceil, parallel, notes) + ceil.fixed_s(case) * per_worker
     ph = {phases.TRANSFER_IN: 0.0, phases.COMPUTE: compute, phases.TRANSFER_OUT: 0.0}
     if case["backend"] in DISPATCH:
         where = DISPATCH[case["backend"]][1]

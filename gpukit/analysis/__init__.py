@@ -26,7 +26,8 @@ from gpukit.analysis.cases import (BASELINE, MIN_CHANGE, case_text, device_phase
 from gpukit.analysis.changes import (ALPHA, MWU_MIN_RUNS, RUN_NOISE_MIN_CASES, RUN_NOISE_SIGMAS,
                                      Change, Diff, Lost, compare_cases, diff, mann_whitney_p,
                                      run_to_run)
-from gpukit.analysis.crossovers import Crossover, Scaling, crossover, scaling, walls
+from gpukit.analysis.crossovers import (Crossover, Scaling, crossover, crossover_of_cases,
+                                        scaling, walls)
 
 __all__ = [
     "ALPHA",
@@ -38,6 +39,7 @@ __all__ = [
     "compare_cases",
     "Crossover",
     "crossover",
+    "crossover_of_cases",
     "device_phase",
     "Diff",
     "diff",

@@ -13,7 +13,7 @@ from gpukit.analysis.cases import (BASELINE, MIN_CHANGE, case_text, device_phase
                                    fmt_n_est, fmt_s, index, is_gpu, max_workers, noise_bar,
                                    params_key, params_text, phase, series, transfer_share,
                                    variant_name, wall, beyond)
-from gpukit.analysis.crossovers import crossover, scaling, walls
+from gpukit.analysis.crossovers import crossover, crossover_of_cases, scaling, walls
 
 # One pool thread this much faster or slower than serial: the threads differ, not the count.
 ONE_THREAD_APART = 1.3
@@ -249,15 +249,16 @@ def _threads_findings(idx, pkey, ptxt, data, ceil=None):
                 verdict = "GIL-bound: one thread runs at a time"
             elif gil_on:
                 spread = threads[n]["summary"]["wall_s"]["rel_spread"]
-                verdict = (f"more than the GIL should allow, with the GIL on: check the noise "
-                           f"(spread {spread:.0%})")
+                verdict = (f"more than the GIL should allow, with the GIL on: parts of the loop "
+                           f"may release it (C calls, I/O), or check the noise (spread "
+                           f"{spread:.0%})")
             else:
                 verdict = "it scales: this Python runs without the GIL"
             text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl}"
                     + (f", {vs_one:.2f}x one thread" if vs_one is not None else "")
                     + f" at n={fmt_n(n)} ({verdict}).")
         else:
-            x = crossover(walls(serial), walls(threads))
+            x = crossover_of_cases(serial, threads)
             numbers["crossover"] = dataclasses.asdict(x)
             numbers["crossover_n"] = x.n
             text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl} at "
@@ -311,13 +312,13 @@ def _one_thread_text(one: dict, serial: dict, n: int, numbers: dict, data: dict,
         return (f"{head}: with --chunks-per-worker {chunks} it works through {chunks} chunks "
                 f"where serial makes one call, {why}; so that gap mixes the chunking with the "
                 f"pool thread (--chunks-per-worker 1 shows the thread alone).")
-    base = (f" One pool thread alone already runs {apart:.2f}x serial, so part of that is "
-            f"running on a pool thread rather than the main one, not the number of threads "
-            f"(the scaling finding compares against one thread")
+    base = (f" One pool thread alone already runs {apart:.2f}x serial on the same work, so that "
+            f"much of the threads' figure is the pool thread, not the number of threads (the "
+            f"scaling finding, which compares against one pool thread, shows the count alone")
     if (data["machine"].get("malloc") or {}).get("thresholds_fixed"):
-        # gpukit held the allocator steady (gpukit.allocator), so that is not it: the thread's
-        # cache, its core, or what else ran on the machine at that moment.
-        return base + "; the allocator was held steady, so look at the machine's load)."
+        # gpukit held the allocator steady (gpukit.allocator), so that is not it: what differs
+        # is the thread itself, its core and caches.
+        return base + "; gpukit held the allocator steady, so it is not page faults)."
     # Same work, one thread either way: what differs is the thread. One known cause (others,
     # such as caches, are possible): glibc hands the main thread's large temporaries back to
     # the system on every free (its heap is trimmed, or they were mmapped), so each new one
@@ -343,7 +344,7 @@ def _process_findings(idx, pkey, ptxt, data):
         n = common[-1]
         speedup = wall(serial[n]) / wall(cases[n])
         share = transfer_share(cases[n], data)
-        x = crossover(walls(serial), walls(cases))
+        x = crossover_of_cases(serial, cases)
         numbers[transfer] = {"workers": w, "n": n, "speedup": speedup, "transfer_share": share,
                              "crossover": dataclasses.asdict(x), "crossover_n": x.n}
         parts.append(f"{transfer}: {speedup:.2f}x serial/numpy at n={fmt_n(n)} on {w} "
@@ -510,7 +511,7 @@ def flag_text(case: dict, verdict: model.Verdict, data: dict) -> str | None:
         return None
     gap = model.gap_phase(case, verdict, device=is_gpu(case, data))
     way = "slower" if verdict.ratio > 1 else "faster"
-    text = f"{verdict.ratio:.2g}x the model ({way})"
+    text = f"{verdict.ratio:.3g}x the model ({way})"
     if gap:
         text += f"; most of the gap in {gap[0]}: {fmt_s(gap[1])} measured vs {fmt_s(gap[2])}"
     return text

@@ -13,8 +13,10 @@ from gpukit.analysis.cases import (device_phase, fmt_s, index, intensity, is_gpu
 OVER_CEILING_PCT = 110.0
 # A phase or cost "dominates" above this share of a case's time.
 DOMINANT_SHARE = 0.5
-# Threads with a GIL-holding implementation "do not scale" below this speedup over one thread.
-GIL_SPEEDUP = 1.3
+# Threads with a GIL-holding implementation "do not scale" below this speedup over one thread:
+# a gain no larger than the noise a "fastest" tie allows (cases.MIN_CHANGE). Above it, a gain
+# the GIL should not allow is said to be one, not called GIL-bound.
+GIL_SPEEDUP = 1.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,12 @@ def _of(percent: float | None, ceiling: float | None, unit: str, name: str, ceil
     if name == model.KERNEL_RATE:
         return f"({percent:.0f}% of {ceiling:.3g} {unit}, {name} in this run)"
     src = "" if ceil.sources.get(name) == model.LIMITS_SOURCE else ", the best this run reached"
+    if percent > OVER_CEILING_PCT and not src and unit == "GFLOP/s":
+        # An arithmetic rate is measured on a cache-sized block by `limits`' own loop, at
+        # another moment: a case cannot beat it by staying in cache.
+        return (f"({percent:.0f}% of {ceiling:.3g} {unit}: above that ceiling, which `gpukit "
+                f"limits` measured with its own loop at another moment; on a busy machine it "
+                f"ran slow then, so measure it again on a quiet one)")
     if percent > OVER_CEILING_PCT and not src:
         # `gpukit limits` measures on data larger than the caches (and pickling on one stream);
         # a small problem's data can stay in cache, and several workers move data side by side.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gpukit.analysis.cases import fmt_n, fmt_n_est, wall
+from gpukit.analysis.cases import beyond, fmt_n, fmt_n_est, noise_bar, wall
 
 # Scaling has saturated when the next worker count gains less than this factor.
 SATURATION_GAIN = 1.10
@@ -45,12 +45,14 @@ class Crossover:
                 "no_data": "-"}.get(self.status, f"n≈{fmt_n_est(self.n).split(' ')[0]}")
 
 
-def crossover(a: dict[int, float], b: dict[int, float]) -> Crossover:
-    """Times of two series by n -> where b becomes faster than a and stays so."""
+def crossover(a: dict[int, float], b: dict[int, float],
+              won: dict[int, bool] | None = None) -> Crossover:
+    """Times of two series by n -> where b becomes faster than a and stays so. `won` says per
+    size whether b won, where that takes more than b < a (see `crossover_of_cases`)."""
     sizes = sorted(set(a) & set(b))
     if not sizes:
         return Crossover("no_data")
-    wins = [b[n] < a[n] for n in sizes]
+    wins = [won[n] if won is not None else b[n] < a[n] for n in sizes]
     if not wins[-1]:
         return Crossover("never", won_at=tuple(n for n, w in zip(sizes, wins) if w))
     i = len(sizes) - 1
@@ -61,8 +63,19 @@ def crossover(a: dict[int, float], b: dict[int, float]) -> Crossover:
     lo, hi = sizes[i - 1], sizes[i]
     r_lo, r_hi = math.log(b[lo] / a[lo]), math.log(b[hi] / a[hi])
     t = r_lo / (r_lo - r_hi) if r_lo != r_hi else 0.5
+    # A tie that b led by a little still counts as lost: the switch is within the bracket.
+    t = min(1.0, max(0.0, t))
     n = math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo)))
     return Crossover("interpolated", n, lo, hi)
+
+
+def crossover_of_cases(a: dict[int, dict], b: dict[int, dict]) -> Crossover:
+    """As `crossover`, for two series of cases, where b wins at a size only beyond the noise:
+    by more than MIN_CHANGE and either case's spread, as the fastest finding tells a tie."""
+    won = {n: wall(b[n]) < wall(a[n]) and beyond(wall(a[n]) / wall(b[n]),
+                                                 noise_bar(a[n], b[n]))
+           for n in set(a) & set(b)}
+    return crossover(walls(a), walls(b), won)
 
 
 def walls(cases: dict[int, dict], clock=wall) -> dict[int, float]:
