@@ -804,6 +804,12 @@ def test_fastest_takes_a_case_skipped_by_the_run_limit_as_slower_and_one_never_r
     f = fastest(data)
     assert [w["label"] for w in f.numbers["winners"]] == ["mpi/numpy", "serial/numpy"]
     assert "left out" not in f.text
+    # But if what ran there took longer than the limit too, the cut one may have been faster.
+    data["sweep"]["run_limit_s"] = 0.01   # serial at 2^22 took 42 ms
+    f = fastest(data)
+    assert [w["label"] for w in f.numbers["winners"]] == ["mpi/numpy"]
+    assert ("left out, where the run limit stopped other variants and what ran took longer "
+            "than the limit: n=2^22") in f.text
     # A variant that failed wherever it was tried hides no crossover, but is named.
     data = _mpi_then_serial()
     for c in data["cases"]:

@@ -130,6 +130,19 @@ def _unfinished_sizes(data: dict, pkey: tuple) -> set[int]:
     return {n for n, seen in records.items() if seen != every}
 
 
+def _cut_sizes(data: dict, idx: dict, pkey: tuple) -> set[int]:
+    """Sizes where the run limit stopped some variant and every case that did run there took
+    longer than the limit: the stopped ones were predicted slower than the limit, not slower
+    than those, so nothing says which would have won."""
+    limit_s = data["sweep"].get("run_limit_s")
+    if not limit_s:
+        return set()
+    cut = {c["n"] for c in data["cases"] if params_key(c["params"]) == pkey
+           and c.get("status") == "skipped"
+           and not (c.get("reason") or "").startswith(SKIPPED_AFTER_FAILURE)}
+    return {n for n in cut
+            if min((wall(c) for (p, _l, _w, m), c in idx.items() if p == pkey and m == n),
+                   default=0.0) > limit_s}
 
 
 def _failed_sizes(data: dict, pkey: tuple) -> tuple[dict[int, list], list]:
@@ -154,8 +167,11 @@ def _failed_sizes(data: dict, pkey: tuple) -> tuple[dict[int, list], list]:
     return sizes, sorted(v for v in unknown if v not in ran)
 
 
-def _left_out_notes(data, unfinished, failed, never) -> list[str]:
+def _left_out_notes(data, unfinished, failed, never, cut=()) -> list[str]:
     notes = []
+    if cut:
+        notes.append("left out, where the run limit stopped other variants and what ran took "
+                     "longer than the limit: n=" + ", ".join(fmt_n(n) for n in sorted(cut)))
     if unfinished:
         notes.append("left out, where the interrupted run stopped: n="
                      + ", ".join(fmt_n(n) for n in sorted(unfinished)))
@@ -173,8 +189,9 @@ def _left_out_notes(data, unfinished, failed, never) -> list[str]:
 def _fastest_findings(idx, pkey, ptxt, data):
     unfinished = _unfinished_sizes(data, pkey)
     failed, never = _failed_sizes(data, pkey)
-    left_out = _left_out_notes(data, unfinished, failed, never)
-    sizes = sorted({n for (p, _l, _w, n) in idx if p == pkey} - unfinished - set(failed))
+    cut = _cut_sizes(data, idx, pkey) - unfinished - set(failed)
+    left_out = _left_out_notes(data, unfinished, failed, never, cut)
+    sizes = sorted({n for (p, _l, _w, n) in idx if p == pkey} - unfinished - set(failed) - cut)
     if not sizes:
         if not left_out:
             return []
