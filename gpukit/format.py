@@ -21,6 +21,9 @@ def _analysis(data: dict, an: analysis.Analysis | None) -> analysis.Analysis:
 
 
 def startup_s(data: dict, case: dict) -> float | None:
+    """The one-off cost before a case's runs: its session's start (pool, context, compile),
+    shared by the sizes, plus the case's own prepare (allocating, pinning, shared memory,
+    handing rank 0 its inputs), which grows with n."""
     sid = case.get("session")
     session = next((s for s in data["sessions"] if s["id"] == sid), None)
     if session is None or session["startup"] is None:
@@ -54,7 +57,7 @@ def case_tables(data: dict, an: analysis.Analysis | None = None) -> list[Table]:
         label_width = max((len(c["label"]) for c in cases), default=7)
         # Figures never wrap or shrink; the words (limit, note) wrap when the terminal is narrow.
         for name, justify, width in (("n", "right", 5), ("variant", "left", label_width),
-                                     ("workers", "right", 3), ("startup", "right", None),
+                                     ("workers", "right", 3), ("startup+prep", "right", None),
                                      ("in", "right", None), ("compute", "right", None),
                                      ("out", "right", None), ("total", "right", None),
                                      ("spread", "right", None), ("GB/s", "right", None),

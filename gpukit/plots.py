@@ -167,7 +167,7 @@ def phase_bars(data: dict, an: analysis.Analysis | None = None,
             start = startup_s(data, case)
             note = f"{fmt_s(analysis.wall(case))}/run"
             if start:
-                note += f"; startup {fmt_s(start)} once"
+                note += f"; startup + prepare {fmt_s(start)} once"
             ax.text(1.02, y, note, va="center", fontsize=7)
         ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=7)
         ax.set_xlim(0, 1)
