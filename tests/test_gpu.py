@@ -435,40 +435,14 @@ def test_cupy_and_pycuda_kernel_times_agree(polyval):
         assert abs(times["pycuda"] / times["cupy"] - 1) <= 0.05, report
 
 
-LAZY = '''
-import numpy as np
-from gpukit.kernels.user import SimpleKernel
-
-class WritesHalf(SimpleKernel):
-    name = "writeshalf"
-    outputs = ("z",)
-    cuda_code = r"""
-extern "C" __global__ void writeshalf(const float* x, float* z, long long n)
-{
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n / 2) z[i] = 2.0f * x[i];
-}
-"""
-    cuda_args = ("x", "z", ("n", np.int64))
-
-    def split_inputs(self, n, params, rng):
-        return {"x": rng.standard_normal(n, dtype=np.float32)}
-
-    def reference(self, inputs, params):
-        return {"z": 2.0 * inputs.split["x"].astype(np.float64)}
-
-    def numpy(self, split, whole, out, params):
-        np.multiply(split["x"], np.float32(2), out=out["z"])
-'''
+LAZY = ROOT / "tests" / "data" / "lazy_kernel.py"
 
 
 @pytest.mark.parametrize("name", GPU_BACKENDS)
 def test_rows_a_kernel_leaves_alone_are_unwritten_not_a_freed_buffers_results(name, tmp_path):
     # Device outputs start as 0xFF bytes (NaN): half an output must fail, even where the
     # allocator hands back the block of an earlier, correct case of the same size.
-    path = tmp_path / "lazy.py"
-    path.write_text(LAZY)
-    lazy = kernels.load(f"{path}:WritesHalf")
+    lazy = kernels.load(f"{LAZY}:WritesHalf")
     cls = backend_class(name)
     variant = next(v for v in cls.variants(lazy) if v.option("memory") == "pinned"
                    and not cc.is_streamed(v))

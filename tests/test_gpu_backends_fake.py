@@ -553,33 +553,7 @@ def test_every_kernel_on_every_variant_matches_its_reference(fake, spec, memory,
     session.close()
 
 
-LAZY_KERNEL = '''
-import numpy as np
-from gpukit.kernels.user import SimpleKernel
-
-class WritesHalf(SimpleKernel):
-    # A CUDA kernel that leaves the second half of its output alone: on a device buffer that
-    # held a previous case's correct results, that half would pass the check.
-    name = "writeshalf"
-    outputs = ("z",)
-    cuda_code = r"""
-extern "C" __global__ void writeshalf(const float* x, float* z, long long n)
-{
-    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n / 2) z[i] = 2.0f * x[i];
-}
-"""
-    cuda_args = ("x", "z", ("n", np.int64))
-
-    def split_inputs(self, n, params, rng):
-        return {"x": rng.standard_normal(n, dtype=np.float32)}
-
-    def reference(self, inputs, params):
-        return {"z": 2.0 * inputs.split["x"].astype(np.float64)}
-
-    def numpy(self, split, whole, out, params):
-        np.multiply(split["x"], np.float32(2), out=out["z"])
-'''
+LAZY_KERNEL = Path(__file__).resolve().parent / "data" / "lazy_kernel.py"
 
 
 @pytest.mark.parametrize("memory", ["pageable", "pinned"])
@@ -587,9 +561,7 @@ def test_rows_a_kernel_leaves_alone_fail_the_check_as_unwritten(fake, memory, tm
                                                                 monkeypatch):
     gpu, cls = fake
     monkeypatch.setitem(N_AT, "writeshalf", 2)
-    path = tmp_path / "lazy.py"
-    path.write_text(LAZY_KERNEL)
-    kernel = kernels.load(f"{path}:WritesHalf")
+    kernel = kernels.load(f"{LAZY_KERNEL}:WritesHalf")
     session = cls(next(v for v in cls.variants(kernel) if v.option("memory") == memory
                        and not cc.is_streamed(v)), 1, PLAIN)
     session.open()
