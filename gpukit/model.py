@@ -459,11 +459,17 @@ def _host_compute(case, ceil: Ceilings, parallel: int, notes: list) -> float:
     return t
 
 
+def chunks_per_worker(data: dict, n: int) -> int:
+    """How many chunks one worker takes at size n (`--chunks-per-worker`; the pools never make
+    more chunks than rows)."""
+    asked = (data["sweep"].get("settings") or {}).get("chunks_per_worker") or 1
+    return max(1, min(int(asked), n))
+
+
 def tasks(data: dict, case: dict) -> int:
-    """How many tasks a pool's run hands out: chunks per worker (`--chunks-per-worker`) times
-    the workers, never more than the rows."""
-    per_worker = (data["sweep"].get("settings") or {}).get("chunks_per_worker") or 1
-    return max(1, min(int(per_worker) * case["workers"], case["n"]))
+    """How many tasks a pool's run hands out: chunks per worker times the workers, never more
+    than the rows."""
+    return max(1, min(chunks_per_worker(data, case["n"]) * case["workers"], case["n"]))
 
 
 def dispatch_s(backend: str, count: int, ceil: Ceilings) -> float | None:

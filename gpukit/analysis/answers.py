@@ -288,18 +288,12 @@ def _threads_findings(idx, pkey, ptxt, data, ceil=None):
     return found
 
 
-def _chunks_per_worker(data: dict, n: int) -> int:
-    """How many chunks one worker takes at size n (the pools never make more chunks than rows)."""
-    asked = (data["sweep"].get("settings") or {}).get("chunks_per_worker", 1)
-    return max(1, min(int(asked), n))
-
-
 def _one_thread_text(one: dict, serial: dict, n: int, numbers: dict, data: dict, ceil) -> str:
     """Why one pool thread runs apart from serial, where it does: the same work on one thread
     either way, so what differs is the pool's round trips, the chunking or the thread itself."""
     apart = wall(serial) / wall(one)
     numbers["one_thread_vs_serial"] = apart
-    chunks = _chunks_per_worker(data, n)
+    chunks = model.chunks_per_worker(data, n)
     # Only a round trip `gpukit limits` measured: one derived from this run is this very gap
     # (one pool thread minus serial at the smallest size), which would explain itself.
     name = model.DISPATCH["threads"][0]
