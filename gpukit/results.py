@@ -3,7 +3,11 @@
 Format history (bump FORMAT_VERSION on any change a reader must know about):
   1: first version: machine, sweep, backends, sessions, cases with runs and summaries; an
      optional `ceilings` (the machine's stored `gpukit limits` figures at the time of the run),
-     added without a bump since readers that ignore it lose nothing.
+     added without a bump since readers that ignore it lose nothing; then each backend's
+     `traits` (what the model needs to know of it, gpukit.records.BackendTraits), also without
+     a bump: a file without them is read through the table of built-in backends.
+
+The records of gpukit.records write and read every part of it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from gpukit import phases
-from gpukit.backends.base import Variant
+from gpukit.records import CaseRecord, SessionRecord, Startup, Variant
 from gpukit.errors import UsageError
 
 FORMAT = "gpukit-results"
@@ -54,13 +58,14 @@ class Results:
             if entry.get("gpu") and gpu and "gpu" not in self.data["machine"]:
                 self.data["machine"]["gpu"] = entry["facts"]
 
-    def add_session(self, sid: int, variant: Variant, workers: int, startup: dict | None,
+    def add_session(self, sid: int, variant: Variant, workers: int, startup: Startup | None,
                     error: str | None = None) -> None:
-        self.data["sessions"].append({"id": sid, "variant": variant.to_json(), "workers": workers,
-                                      "startup": startup, "error": error})
+        self.data["sessions"].append(SessionRecord(sid, variant, workers, startup, error).to_json())
 
-    def add_case(self, record: dict) -> None:
-        self.data["cases"].append(record)
+    def add_case(self, record: CaseRecord) -> dict:
+        """Keep a finished case; returns what the file holds of it."""
+        self.data["cases"].append(record.to_json())
+        return self.data["cases"][-1]
 
     def finish(self, complete: bool, wall_s: float, note: str | None = None) -> None:
         self.data["complete"] = complete
