@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from gpukit import phases
-from gpukit.records import CaseRecord, SessionRecord, Startup, Variant
 from gpukit.errors import UsageError
+from gpukit.records import CaseRecord, SessionRecord, Startup, Variant
 
 FORMAT = "gpukit-results"
 FORMAT_VERSION = 1

@@ -268,7 +268,7 @@ def _thread_pool_findings(idx, pkey, ptxt, data, ceil, backend, pool, reference)
         n = common[-1]
         speedup = wall(serial[n]) / wall(threads[n])
         numbers = {"impl": impl, "workers": w, "n": n, "speedup": speedup}
-        if impl in model.GIL_HOLDING and pool.shares_gil:
+        if impl in model.GIL_HOLDING:
             one = series(idx, pkey, label, 1).get(n)
             vs_one = wall(one) / wall(threads[n]) if one is not None and w > 1 else None
             numbers["speedup_vs_one_thread"] = vs_one
@@ -285,14 +285,16 @@ def _thread_pool_findings(idx, pkey, ptxt, data, ceil, backend, pool, reference)
                            f"{spread:.0%})")
             else:
                 verdict = "it scales: this Python runs without the GIL"
-            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x {reference}/{impl}"
+            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: "
+                    f"{speedup:.2f}x {reference}/{impl}"
                     + (f", {vs_one:.2f}x one thread" if vs_one is not None else "")
                     + f" at n={fmt_n(n)} ({verdict}).")
         else:
             x = crossover_of_cases(serial, threads)
             numbers["crossover"] = dataclasses.asdict(x)
             numbers["crossover_n"] = x.n
-            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x {reference}/{impl} at "
+            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: "
+                    f"{speedup:.2f}x {reference}/{impl} at "
                     f"n={fmt_n(n)} (NumPy releases the GIL in each ufunc); threads beat serial "
                     f"{x.text()}.")
             one = series(idx, pkey, label, 1).get(n)
@@ -367,7 +369,8 @@ def _process_findings(idx, pkey, ptxt, data):
 def _process_pool_findings(idx, pkey, ptxt, data, backend, base):
     serial = series(idx, pkey, base, 1)
     parts, numbers = [], {}
-    for label in sorted({l for (p, l, _w, _n) in idx if p == pkey and l.startswith(f"{backend}/numpy/")}):
+    prefix = f"{backend}/numpy/"
+    for label in sorted({l for (p, l, _w, _n) in idx if p == pkey and l.startswith(prefix)}):
         transfer = label.rsplit("/", 1)[-1]
         w = max_workers(idx, pkey, label)
         cases = series(idx, pkey, label, w)

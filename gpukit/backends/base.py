@@ -25,9 +25,10 @@ import numpy as np
 
 from gpukit import phases
 from gpukit.kernels.base import Inputs, Kernel
-# The run records live in gpukit.records, which reading results needs without the backends;
-# they are named here too, where backends have always found them.
 from gpukit.records import BackendTraits, RunTiming, Startup, Variant
+
+# The run records live in gpukit.records, which reading results needs without the backends;
+# they are named here too (see __all__), where backends have always found them.
 
 Clock = Callable[[], float]
 
