@@ -12,6 +12,7 @@ The records of gpukit.records write and read every part of it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from gpukit import phases
 from gpukit.errors import UsageError
-from gpukit.records import CaseRecord, SessionRecord, Startup, Variant
+from gpukit.records import BackendTraits, CaseRecord, SessionRecord, Startup, Variant
 
 FORMAT = "gpukit-results"
 FORMAT_VERSION = 1
@@ -176,10 +177,33 @@ def structure_problem(data: dict) -> str | None:
         return problem
     for i, pset in enumerate(data["sweep"]["param_sets"]):
         problem = problem or _kind_problem(pset, dict, f"sweep.param_sets[{i}]")
+    for name, entry in data["backends"].items():
+        problem = problem or _backend_problem(entry, f"backends.{name}")
     for i, session in enumerate(data["sessions"]):
         problem = problem or _session_problem(session, f"sessions[{i}]")
     for i, case in enumerate(data["cases"]):
         problem = problem or _case_problem(case, f"cases[{i}]")
+    return problem
+
+
+def _backend_problem(entry, where: str) -> str | None:
+    problem = _kind_problem(entry, dict, where)
+    if problem or entry.get("traits") is None:
+        return problem
+    traits = entry["traits"]
+    problem = _kind_problem(traits, dict, f"{where}.traits")
+    # Each field the model reads must be of its declared kind; unknown ones are a later gpukit's.
+    for field in dataclasses.fields(BackendTraits) if not problem else ():
+        value = traits.get(field.name, field.default)
+        if isinstance(field.default, tuple):
+            ok, kind = (isinstance(value, (list, tuple))
+                        and all(isinstance(v, str) for v in value)), "a list of strings"
+        elif isinstance(field.default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        else:
+            ok, kind = isinstance(value, str), "a string"
+        if not ok:
+            return f"{where}.traits.{field.name} should be {kind}, not {value!r:.40}"
     return problem
 
 
