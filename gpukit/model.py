@@ -573,11 +573,14 @@ def _predict_gpu(data, case, ceil: Ceilings) -> Prediction:
 
 
 def _has_rule(data: dict, case: dict) -> bool:
+    """Whether the rules above price this case's backend: the reference, a pool with a dispatch
+    figure, ranks that scatter and gather on this machine, or a GPU."""
     t = traits(data, case)
     if t.remote_setting and (data["sweep"].get("settings") or {}).get(t.remote_setting):
         # Workers spread over machines move data over a network the model has not measured.
         return False
-    return t.priced or _is_gpu(data, case)
+    return (t.reference or bool(t.dispatch_s) or SCATTER in t.moves_data
+            or _is_gpu(data, case))
 
 
 def predict(data: dict, case: dict, ceil: Ceilings) -> Verdict:

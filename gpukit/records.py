@@ -154,12 +154,6 @@ class BackendTraits:
         """Whether its worker count is a sweep axis."""
         return bool(self.workers)
 
-    @property
-    def priced(self) -> bool:
-        """Whether the model has a rule for its runs."""
-        return (self.reference or bool(self.dispatch_s) or self.device == GPU
-                or SCATTER in self.moves_data)
-
     def transfer(self, variant: dict | None) -> str:
         """How a case of this backend moves its data: the variant's `transfer` option where it
         chooses, else the one way the backend has, else "" (nothing moves)."""
