@@ -32,8 +32,10 @@ def startup_s(data: dict, case: dict) -> float | None:
     return total + (case.get("prepare") or {}).get("total_s", 0.0)
 
 
-def _sort_key(case: dict):
-    return (case["n"], case["backend"] not in ("serial",), case["label"], case["workers"])
+def _sort_key(case: dict, data: dict):
+    """Size, then the reference backend's variants first (the baseline heads each size)."""
+    reference = model.traits(data, case).reference
+    return (case["n"], not reference, case["label"], case["workers"])
 
 
 def _status_reason(case: dict) -> str:
@@ -53,7 +55,7 @@ def case_tables(data: dict, an: analysis.Analysis | None = None) -> list[Table]:
         title = data["sweep"]["kernel"] + (f" ({params_text(pset)})" if pset else "")
         table = Table(title=title, title_justify="left",
                       header_style="bold")
-        cases = sorted((c for c in data["cases"] if params_key(c["params"]) == pkey), key=_sort_key)
+        cases = sorted((c for c in data["cases"] if params_key(c["params"]) == pkey), key=lambda c: _sort_key(c, data))
         label_width = max((len(c["label"]) for c in cases), default=7)
         # Figures never wrap or shrink; the words (limit, note) wrap when the terminal is narrow.
         for name, justify, width in (("n", "right", 5), ("variant", "left", label_width),
@@ -82,7 +84,7 @@ def case_tables(data: dict, an: analysis.Analysis | None = None) -> list[Table]:
                 continue
             key = model.case_key(c)
             tp = analysis.throughput(c)
-            speedup = analysis.speedup_vs_baseline(idx, c)
+            speedup = analysis.speedup_vs_baseline(idx, c, data)
             ph = analysis.run_phases(c, data)
             s = c["summary"]
             verdict = an.verdicts.get(key)
@@ -121,7 +123,7 @@ def case_rows(data: dict, an: analysis.Analysis | None = None) -> list[dict]:
     an = _analysis(data, an)
     idx = analysis.index(data)
     rows = []
-    for c in sorted(data["cases"], key=lambda c: (params_key(c["params"]), *_sort_key(c))):
+    for c in sorted(data["cases"], key=lambda c: (params_key(c["params"]), *_sort_key(c, data))):
         options = (c.get("variant") or {}).get("options") or {}
         row = dict.fromkeys(CSV_COLUMNS, "")
         row.update(kernel=c["kernel"], params=params_text(c["params"]), n=c["n"],
@@ -133,7 +135,7 @@ def case_rows(data: dict, an: analysis.Analysis | None = None) -> list[dict]:
             ph = analysis.run_phases(c, data)
             s = c["summary"]["wall_s"]
             tp = analysis.throughput(c)
-            speedup = analysis.speedup_vs_baseline(idx, c)
+            speedup = analysis.speedup_vs_baseline(idx, c, data)
             lim = an.limits.get(key)
             verdict = an.verdicts.get(key)
             startup = startup_s(data, c)

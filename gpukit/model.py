@@ -27,7 +27,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gpukit import phases
+from gpukit import phases, records
+from gpukit.records import PICKLE, SCATTER, SHM, BackendTraits
 
 # Accuracy bands: "within" is the issue's yardstick; "far" is where a case gets flagged.
 WITHIN = 0.25
@@ -39,15 +40,8 @@ GIL_HOLDING = frozenset({"python"})
 # Implementations whose speed can be bounded by memory bandwidth (the interpreter never is).
 MEMORY_SENSITIVE = frozenset({"numpy"})
 
-# Pools: the figure for one task's round trip, and the phase the backend's clock puts it in.
-DISPATCH = {"threads": ("thread_dispatch_s", phases.COMPUTE),
-            "processes": ("process_dispatch_s", phases.TRANSFER_IN)}
-DISPATCH_EXTRA = {"threads": "thread_dispatch_extra_s", "processes": "process_dispatch_extra_s"}
-# GPU launch cost figure per GPU backend: the call each backend makes (PyCUDA's prepared call).
-LAUNCH = {"cupy": "launch_cupy_s", "pycuda": "launch_pycuda_prepared_s"}
-# What the host's one wait per run adds: (launch with a synchronize each, the same launch queued).
-LAUNCH_SYNC = {"cupy": ("launch_cupy_sync_s", "launch_cupy_s"),
-               "pycuda": ("launch_pycuda_sync_s", "launch_pycuda_s")}
+# What each backend costs beyond its compute (a pool's dispatch, a GPU's launch) and how it
+# moves data, the model reads from the backend's traits (gpukit.records.BackendTraits).
 # GPU host memory kinds: (H2D figure, D2H figure).
 GPU_LINK = {"pinned": ("h2d_pinned_gbps", "d2h_pinned_gbps"),
             "pageable": ("h2d_pageable_gbps", "d2h_pageable_gbps")}
@@ -57,8 +51,8 @@ LIMITS_SOURCE = "limits"
 # The name a kernel's own serial rate goes by where it stands in for IMPL_RATE's figure.
 KERNEL_RATE = "this kernel's serial rate"
 
+# The GPU figures every GPU backend needs; each adds its launch figures (`_gpu_figures`).
 GPU_FIGURES = frozenset({"copy_latency_s", "d2d_gbps", "fma_gflops", "bidir_pinned_gbps",
-                         *LAUNCH.values(), *(n for pair in LAUNCH_SYNC.values() for n in pair),
                          *(name for pair in GPU_LINK.values() for name in pair)})
 
 
@@ -180,6 +174,26 @@ def _is_gpu(data, case):
     return bool(data["backends"].get(case["backend"], {}).get("gpu"))
 
 
+def traits(data: dict, case: dict) -> BackendTraits:
+    return records.backend_traits(data, case["backend"])
+
+
+def _reference(data, case) -> bool:
+    return traits(data, case).reference
+
+
+def backend_names(data: dict) -> list[str]:
+    """The backends of a run: those it probed, and any a case names beyond them."""
+    return list(dict.fromkeys([*data["backends"], *(c["backend"] for c in data["cases"])]))
+
+
+def _gpu_figures(data: dict) -> frozenset:
+    launches = {name for b in backend_names(data) for t in [records.backend_traits(data, b)]
+                if t.device == records.GPU
+                for name in (t.launch_s, t.launch_sync_s, t.launch_queued_s) if name}
+    return GPU_FIGURES | launches
+
+
 def _option(case, name, default=None):
     return (case.get("variant") or {}).get("options", {}).get(name, default)
 
@@ -202,17 +216,17 @@ def cores(data: dict) -> int:
 
 def needed(data: dict, case: dict) -> tuple[str, ...]:
     """The figures the model needs for this case (memory bandwidth is optional, noted if absent)."""
+    t = traits(data, case)
     if _is_gpu(data, case):
         h2d, d2h = GPU_LINK[gpu_memory(case)]
-        launch = LAUNCH.get(case["backend"], "launch_cupy_s")
-        return (h2d, d2h, "copy_latency_s", launch, "d2d_gbps", "fma_gflops")
+        return (h2d, d2h, "copy_latency_s", t.launch_s, "d2d_gbps", "fma_gflops")
     names = [IMPL_RATE.get(case["impl"], IMPL_RATE["numpy"])]
-    if case["backend"] in DISPATCH:
-        names.append(DISPATCH[case["backend"]][0])
-    transfer = _option(case, "transfer")
-    if transfer == "pickle":
+    if t.dispatch_s:
+        names.append(t.dispatch_s)
+    transfer = t.transfer(case.get("variant"))
+    if transfer == PICKLE:
         names.append("pickle_gbps")
-    elif transfer == "shm" or case["backend"] == "mpi":
+    elif transfer in (SHM, SCATTER):
         names.append("host_copy_1t_gbps")
     return tuple(names)
 
@@ -238,7 +252,7 @@ def _derive(data: dict, values: dict) -> dict[str, tuple[float, dict]]:
     ok = _ok(data)
     out: dict[str, tuple[float, dict]] = {}
     serial = {(tuple(sorted(c["params"].items())), c["n"]): c for c in ok
-              if c["backend"] == "serial" and c["impl"] == "numpy"}
+              if _reference(data, c) and c["impl"] == "numpy"}
 
     def get(name):
         return values.get(name, out.get(name, (None,))[0])
@@ -247,14 +261,17 @@ def _derive(data: dict, values: dict) -> dict[str, tuple[float, dict]]:
         return [c for c in ok if pred(c)]
 
     for impl, name in IMPL_RATE.items():
-        found = _best(one(lambda c: c["backend"] == "serial" and c["impl"] == impl),
+        found = _best(one(lambda c: _reference(data, c) and c["impl"] == impl),
                       lambda c: c["work"]["flops"] / _phase(c, phases.COMPUTE) / 1e9)
         if found:
             out[name] = found
 
-    for backend, (name, _phase_name) in DISPATCH.items():
+    for backend in backend_names(data):
+        name = records.backend_traits(data, backend).dispatch_s
+        if not name:
+            continue
         pool = one(lambda c: c["backend"] == backend and c["workers"] == 1 and c["impl"] == "numpy")
-        pool = [c for c in pool if _option(c, "transfer") in (None, "shm")]
+        pool = [c for c in pool if _option(c, "transfer") in (None, SHM)]
         if not pool:
             continue
         smallest = min(c["n"] for c in pool)
@@ -274,13 +291,12 @@ def _derive(data: dict, values: dict) -> dict[str, tuple[float, dict]]:
         out["host_copy_1t_gbps"] = found
 
     # Pickling: at the largest size, where bytes outweigh the fixed costs.
-    pool = one(lambda c: c["backend"] == "processes" and c["workers"] == 1
-               and _option(c, "transfer") == "pickle")
+    pool = one(lambda c: c["workers"] == 1 and traits(data, c).transfer(c.get("variant")) == PICKLE)
     if pool:
         largest = max(c["n"] for c in pool)
-        dispatch = get("process_dispatch_s") or 0.0
 
         def pickle_rate(c):
+            dispatch = get(traits(data, c).dispatch_s) or 0.0
             moved = _phase(c, phases.TRANSFER_IN) + _phase(c, phases.TRANSFER_OUT)
             return (c["work"]["bytes_in"] + c["work"]["bytes_out"]) / max(
                 moved - dispatch, moved / 2) / 1e9
@@ -294,9 +310,10 @@ def _derive(data: dict, values: dict) -> dict[str, tuple[float, dict]]:
         small = [c for c in gpu if c["n"] == smallest]
         lat = min(((_phase(c, phases.TRANSFER_IN, True), c) for c in small), key=lambda t: t[0])
         out["copy_latency_s"] = lat
-        for backend, name in LAUNCH.items():
+        for backend in dict.fromkeys(c["backend"] for c in small):
+            name = records.backend_traits(data, backend).launch_s
             mine = [c for c in small if c["backend"] == backend]
-            if mine:
+            if name:
                 out[name] = min(((_phase(c, phases.COMPUTE, True), c) for c in mine),
                                 key=lambda t: t[0])
         latency = get("copy_latency_s") or 0.0
@@ -354,8 +371,9 @@ def resolve(data: dict, stored: dict | None = None, derive: bool = True) -> Ceil
     wanted = {name for c in _ok(data) for name in needed(data, c)}
     if any(c["impl"] in MEMORY_SENSITIVE and not _is_gpu(data, c) for c in _ok(data)):
         wanted |= {"host_copy_1t_gbps", "host_copy_all_gbps"}
+    gpu_figures = _gpu_figures(data)
     for name in sorted(wanted - set(values)):
-        why = stored_missing.get(name) or (stored_missing.get("gpu") if name in GPU_FIGURES
+        why = stored_missing.get(name) or (stored_missing.get("gpu") if name in gpu_figures
                                            else None)
         lacking[name] = why or ("not measured for this machine (run `gpukit limits`)" if not stored
                                 else "not in the stored ceilings")
@@ -388,7 +406,7 @@ def _derive_kernel_rates(data: dict, values: dict) -> dict:
     groups: dict[tuple, dict[int, tuple[float, dict]]] = {}
     for c in _ok(data):
         gpu = _is_gpu(data, c)
-        if c["work"]["flops"] <= 0 or not (gpu or c["backend"] == "serial"):
+        if c["work"]["flops"] <= 0 or not (gpu or _reference(data, c)):
             continue
         seconds = _phase(c, phases.COMPUTE, True) if gpu else _wall(c)
         per_n = groups.setdefault((tuple(sorted(c["params"].items())), c["impl"]), {})
@@ -403,7 +421,7 @@ def _derive_kernel_rates(data: dict, values: dict) -> dict:
         else:
             # One size (or times that do not grow): its time alone, less the launch where the
             # GPU's prediction adds that back.
-            launch = values.get(LAUNCH.get(hi["backend"], "")) if _is_gpu(data, hi) else None
+            launch = values.get(traits(data, hi).launch_s) if _is_gpu(data, hi) else None
             seconds = t_hi - launch if launch and launch < t_hi / 2 else t_hi
             flops = hi["work"]["flops"]
         out[key] = (flops / seconds / 1e9, _anchor_text(hi), (case_key(lo), case_key(hi)))
@@ -417,7 +435,7 @@ def _derive_fixed(data: dict, values: dict, rates: dict | None = None) -> dict:
                                                   in (rates or {}).items()})
     groups: dict[tuple, dict] = {}
     for c in _ok(data):
-        if c["backend"] == "serial":
+        if _reference(data, c):
             key = (tuple(sorted(c["params"].items())), c["impl"])
             if key not in groups or c["n"] < groups[key]["n"]:
                 groups[key] = c
@@ -472,48 +490,48 @@ def tasks(data: dict, case: dict) -> int:
     return max(1, min(chunks_per_worker(data, case["n"]) * case["workers"], case["n"]))
 
 
-def dispatch_s(backend: str, count: int, ceil: Ceilings) -> float | None:
+def dispatch_s(pool: BackendTraits, count: int, ceil: Ceilings) -> float | None:
     """What handing out one run's `count` tasks (all at once) and collecting them costs: one
     round trip, and for each further task what it adds to a fan-out, or a full round trip where
     that was not measured. None without the round trip."""
-    round_trip = ceil.get(DISPATCH[backend][0])
+    round_trip = ceil.get(pool.dispatch_s)
     if round_trip is None:
         return None
-    extra = ceil.get(DISPATCH_EXTRA[backend])
+    extra = ceil.get(pool.dispatch_extra_s)
     return round_trip + (count - 1) * (round_trip if extra is None else extra)
 
 
 def _predict_host(data, case, ceil: Ceilings) -> Prediction:
     notes: list[str] = []
+    t = traits(data, case)
     workers = case["workers"]
     parallel = min(workers, cores(data))
-    if case["impl"] in GIL_HOLDING and case["backend"] == "threads":
+    if case["impl"] in GIL_HOLDING and t.shares_gil:
         parallel = 1
         notes.append("holds the GIL: no parallel gain on threads")
     if workers > cores(data):
         notes.append(f"{workers} workers on {cores(data)} cores: oversubscribed")
     # Every chunk pays the implementation's fixed cost; chunks run side by side, and a worker
     # with several (--chunks-per-worker) pays it for each in turn.
-    per_worker = math.ceil(tasks(data, case) / workers) if case["backend"] in DISPATCH else 1
+    per_worker = math.ceil(tasks(data, case) / workers) if t.dispatch_s else 1
     compute = _host_compute(case, ceil, parallel, notes) + ceil.fixed_s(case) * per_worker
     ph = {phases.TRANSFER_IN: 0.0, phases.COMPUTE: compute, phases.TRANSFER_OUT: 0.0}
-    if case["backend"] in DISPATCH:
-        where = DISPATCH[case["backend"]][1]
-        ph[where] += dispatch_s(case["backend"], tasks(data, case), ceil)
-        if ceil.get(DISPATCH_EXTRA[case["backend"]]) is None and tasks(data, case) > 1:
+    if t.dispatch_s:
+        ph[t.dispatch_phase] += dispatch_s(t, tasks(data, case), ceil)
+        if ceil.get(t.dispatch_extra_s) is None and tasks(data, case) > 1:
             notes.append("fan-out not measured: each task priced at a full round trip")
     work = case["work"]
-    transfer = _option(case, "transfer")
-    if transfer == "pickle":
+    transfer = t.transfer(case.get("variant"))
+    if transfer == PICKLE:
         # Each task's message at the rate for its size.
         for name, nbytes in ((phases.TRANSFER_IN, work["bytes_in"]),
                              (phases.TRANSFER_OUT, work["bytes_out"])):
             ph[name] += nbytes / (ceil.pickle_gbps(nbytes / tasks(data, case)) * 1e9)
-    elif transfer == "shm":
+    elif transfer == SHM:
         cp = ceil.get("host_copy_1t_gbps") * 1e9
         ph[phases.TRANSFER_IN] += 2 * work["bytes_in"] / cp
         ph[phases.TRANSFER_OUT] += 2 * work["bytes_out"] / cp
-    elif case["backend"] == "mpi":
+    elif transfer == SCATTER:
         # Scatterv and Gatherv on one machine copy every byte once (read + write): rank 0's own
         # chunk between its full and its local buffer, the others' by the library's single-copy
         # shared-memory path for large messages (a library that stages them copies twice).
@@ -528,7 +546,8 @@ def _predict_gpu(data, case, ceil: Ceilings) -> Prediction:
     work = case["work"]
     h2d, d2h = (ceil.get(n) * 1e9 for n in GPU_LINK[gpu_memory(case)])
     latency = ceil.get("copy_latency_s")
-    launch = ceil.get(LAUNCH.get(case["backend"], "launch_cupy_s"))
+    t = traits(data, case)
+    launch = ceil.get(t.launch_s)
     own = ceil.kernel_rates.get((tuple(sorted(case["params"].items())), case["impl"]))
     rate = own[0] if own else ceil.get("fma_gflops")
     kernel = max((work["bytes_in"] + work["bytes_out"]) / (ceil.get("d2d_gbps") * 1e9),
@@ -538,8 +557,7 @@ def _predict_gpu(data, case, ceil: Ceilings) -> Prediction:
           phases.TRANSFER_OUT: latency + work["bytes_out"] / d2h}
     notes = []
     # The host waits once at the end: what a synchronized launch costs beyond a queued one.
-    sync_name, queued_name = LAUNCH_SYNC.get(case["backend"], LAUNCH_SYNC["cupy"])
-    sync, queued = ceil.get(sync_name), ceil.get(queued_name)
+    sync, queued = ceil.get(t.launch_sync_s), ceil.get(t.launch_queued_s)
     if sync is not None and queued is not None and sync > queued:
         ph[phases.TRANSFER_OUT] += sync - queued
     if streamed(case):
@@ -555,10 +573,14 @@ def _predict_gpu(data, case, ceil: Ceilings) -> Prediction:
 
 
 def _has_rule(data: dict, case: dict) -> bool:
-    if case["backend"] == "mpi":
-        # Ranks spread over machines by a host file move data over a network it hasn't measured.
-        return not (data["sweep"].get("settings") or {}).get("mpi_hostfile")
-    return case["backend"] in ("serial", *DISPATCH) or _is_gpu(data, case)
+    """Whether the rules above price this case's backend: the reference, a pool with a dispatch
+    figure, ranks that scatter and gather on this machine, or a GPU."""
+    t = traits(data, case)
+    if t.remote_setting and (data["sweep"].get("settings") or {}).get(t.remote_setting):
+        # Workers spread over machines move data over a network the model has not measured.
+        return False
+    return (t.reference or bool(t.dispatch_s) or SCATTER in t.moves_data
+            or _is_gpu(data, case))
 
 
 def predict(data: dict, case: dict, ceil: Ceilings) -> Verdict:

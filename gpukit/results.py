@@ -3,11 +3,16 @@
 Format history (bump FORMAT_VERSION on any change a reader must know about):
   1: first version: machine, sweep, backends, sessions, cases with runs and summaries; an
      optional `ceilings` (the machine's stored `gpukit limits` figures at the time of the run),
-     added without a bump since readers that ignore it lose nothing.
+     added without a bump since readers that ignore it lose nothing; then each backend's
+     `traits` (what the model needs to know of it, gpukit.records.BackendTraits), also without
+     a bump: a file without them is read through the table of built-in backends.
+
+The records of gpukit.records write and read every part of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -15,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 from gpukit import phases
-from gpukit.backends.base import Variant
 from gpukit.errors import UsageError
+from gpukit.records import BackendTraits, CaseRecord, SessionRecord, Startup, Variant
 
 FORMAT = "gpukit-results"
 FORMAT_VERSION = 1
@@ -54,13 +59,14 @@ class Results:
             if entry.get("gpu") and gpu and "gpu" not in self.data["machine"]:
                 self.data["machine"]["gpu"] = entry["facts"]
 
-    def add_session(self, sid: int, variant: Variant, workers: int, startup: dict | None,
+    def add_session(self, sid: int, variant: Variant, workers: int, startup: Startup | None,
                     error: str | None = None) -> None:
-        self.data["sessions"].append({"id": sid, "variant": variant.to_json(), "workers": workers,
-                                      "startup": startup, "error": error})
+        self.data["sessions"].append(SessionRecord(sid, variant, workers, startup, error).to_json())
 
-    def add_case(self, record: dict) -> None:
-        self.data["cases"].append(record)
+    def add_case(self, record: CaseRecord) -> dict:
+        """Keep a finished case; returns what the file holds of it."""
+        self.data["cases"].append(record.to_json())
+        return self.data["cases"][-1]
 
     def finish(self, complete: bool, wall_s: float, note: str | None = None) -> None:
         self.data["complete"] = complete
@@ -171,10 +177,33 @@ def structure_problem(data: dict) -> str | None:
         return problem
     for i, pset in enumerate(data["sweep"]["param_sets"]):
         problem = problem or _kind_problem(pset, dict, f"sweep.param_sets[{i}]")
+    for name, entry in data["backends"].items():
+        problem = problem or _backend_problem(entry, f"backends.{name}")
     for i, session in enumerate(data["sessions"]):
         problem = problem or _session_problem(session, f"sessions[{i}]")
     for i, case in enumerate(data["cases"]):
         problem = problem or _case_problem(case, f"cases[{i}]")
+    return problem
+
+
+def _backend_problem(entry, where: str) -> str | None:
+    problem = _kind_problem(entry, dict, where)
+    if problem or entry.get("traits") is None:
+        return problem
+    traits = entry["traits"]
+    problem = _kind_problem(traits, dict, f"{where}.traits")
+    # Each field the model reads must be of its declared kind; unknown ones are a later gpukit's.
+    for field in dataclasses.fields(BackendTraits) if not problem else ():
+        value = traits.get(field.name, field.default)
+        if isinstance(field.default, tuple):
+            ok, kind = (isinstance(value, (list, tuple))
+                        and all(isinstance(v, str) for v in value)), "a list of strings"
+        elif isinstance(field.default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        else:
+            ok, kind = isinstance(value, str), "a string"
+        if not ok:
+            return f"{where}.traits.{field.name} should be {kind}, not {value!r:.40}"
     return problem
 
 

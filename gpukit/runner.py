@@ -26,6 +26,7 @@ from gpukit.backends.base import Backend, Variant
 from gpukit.errors import BackendUnavailable, GpukitError, KernelError, UsageError
 from gpukit.kernels.base import Kernel
 from gpukit.kernels.user import output_problem
+from gpukit.records import CaseRecord
 from gpukit.results import SKIPPED_AFTER_FAILURE, Results
 from gpukit.timing import Budget, repeat, summarize
 
@@ -89,7 +90,8 @@ def probe_backends(names, kernel: Kernel) -> dict[str, dict]:
     status = {}
     for name in names:
         cls = backends.get(name)
-        entry = {"summary": cls.summary, "gpu": cls.gpu, "parallel": cls.parallel}
+        entry = {"summary": cls.summary, "gpu": cls.gpu, "parallel": cls.parallel,
+                 "traits": cls.traits.to_json()}
         try:
             entry["facts"] = cls.check_available()
             entry["variants"] = [v.label for v in cls.variants(kernel)]
@@ -162,29 +164,28 @@ class Runner:
                 if case.n != current_n:
                     self._problems.clear()  # free the previous size's inputs and references
                     current_n = case.n
-                record = self._run_case(case)
-                self.results.add_case(record)
+                saved = self.results.add_case(self._run_case(case))
                 if self.progress:
-                    self.progress(done, len(cases), record)
+                    self.progress(done, len(cases), saved)
         finally:
             self._problems.clear()
             self._close_sessions()
         return self.results
 
-    def _run_case(self, case: Case) -> dict:
+    def _run_case(self, case: Case) -> CaseRecord:
         record = self._base_record(case)
         reason = self._cut.get(case.series)
         if reason is None:
             reason = self._predicted_too_slow(case)
         if reason is not None:
-            record.update(status=SKIPPED, reason=reason)
+            record.status, record.reason = SKIPPED, reason
             return record
         session = self._session(case)
         if isinstance(session, BaseException):
             status = UNAVAILABLE if isinstance(session, BackendUnavailable) else FAILED
-            record.update(status=status, reason=f"session did not start: {session}")
+            record.status, record.reason = status, f"session did not start: {session}"
             return record
-        record["session"] = self._session_ids[(case.variant, case.workers)]
+        record.session = self._session_ids[(case.variant, case.workers)]
         # Reasons name the kernel and the implementation: with a user's kernel, which of their
         # functions failed is the first thing they need to know.
         where = (f"kernel {self.sweep.kernel.name}, {case.variant.impl} implementation on "
@@ -192,10 +193,10 @@ class Runner:
         try:
             self._measure(case, session, record, where)
         except (UsageError, KernelError) as exc:
-            record.update(status=FAILED, reason=f"{where}: {exc}")
+            record.status, record.reason = FAILED, f"{where}: {exc}"
             self._cut[case.series] = f"{SKIPPED_AFTER_FAILURE}: {exc}"
         except Exception as exc:  # a backend or kernel failure ends this case, not the sweep
-            record.update(status=FAILED, reason=f"{where}: {type(exc).__name__}: {exc}")
+            record.status, record.reason = FAILED, f"{where}: {type(exc).__name__}: {exc}"
             self._cut[case.series] = SKIPPED_AFTER_FAILURE
         finally:
             try:
@@ -204,14 +205,14 @@ class Runner:
                 pass
         return record
 
-    def _measure(self, case: Case, session: Backend, record: dict, where: str = "") -> None:
+    def _measure(self, case: Case, session: Backend, record: CaseRecord, where: str = "") -> None:
         kernel, params = self.sweep.kernel, case.params_dict
         try:
             inputs, ref = self._problem(case)
         except Exception as exc:
             raise KernelError(f"make_inputs or reference raised {type(exc).__name__}: {exc}") \
                 from exc
-        record["prepare"] = session.prepare(kernel, params, inputs).to_json()
+        record.prepare = session.prepare(kernel, params, inputs)
         # Warm-up runs are not counted; the first one's output is checked before any timing.
         for i in range(max(1, self.sweep.budget.warmup)):
             out, first = session.run()
@@ -220,20 +221,20 @@ class Runner:
                 if problem:
                     raise KernelError(f"wrong output: {problem}")
                 check = kernel.check(out, ref, inputs, params)
-                record["check"] = check.to_json()
+                record.check = check.to_json()
                 if not check.ok:
-                    record.update(status=FAILED, reason=f"{where}: output disagrees with the "
-                                  f"reference: "
-                                  f"error {check.error:.3g} > tolerance {check.tolerance:.3g}"
-                                  + (f" ({check.detail})" if check.detail else ""))
+                    record.status = FAILED
+                    record.reason = (f"{where}: output disagrees with the reference: "
+                                     f"error {check.error:.3g} > tolerance {check.tolerance:.3g}"
+                                     + (f" ({check.detail})" if check.detail else ""))
                     self._cut[case.series] = f"{SKIPPED_AFTER_FAILURE}: it gave a wrong result"
                     return
             del out
         runs = repeat(lambda: session.run()[1], self.sweep.budget, self.clock)
-        record["runs"] = [r.to_json() for r in runs]
-        record["summary"] = summarize(runs)
-        record["status"] = OK
-        self._last_wall[case.series] = (case.n, record["summary"]["wall_s"]["median"])
+        record.runs = runs
+        record.summary = summarize(runs)
+        record.status = OK
+        self._last_wall[case.series] = (case.n, record.summary["wall_s"]["median"])
 
     def _predicted_too_slow(self, case: Case) -> str | None:
         last = self._last_wall.get(case.series)
@@ -272,7 +273,7 @@ class Runner:
             try:
                 startup = session.open()
                 self._sessions[key] = session
-                self.results.add_session(sid, case.variant, case.workers, startup.to_json())
+                self.results.add_session(sid, case.variant, case.workers, startup)
             except Exception as exc:
                 session.close()
                 self._sessions[key] = exc
@@ -287,21 +288,11 @@ class Runner:
                 except Exception:
                     pass
 
-    def _base_record(self, case: Case) -> dict:
+    def _base_record(self, case: Case) -> CaseRecord:
         work = self.sweep.kernel.work(case.n, case.params_dict)
-        return {
-            "kernel": self.sweep.kernel.name,
-            "params": case.params_dict,
-            "n": case.n,
-            "variant": case.variant.to_json(),
-            "label": case.variant.label,
-            "backend": case.variant.backend,
-            "impl": case.variant.impl,
-            "workers": case.workers,
-            "work": {"flops": work.flops, "bytes_in": work.bytes_in, "bytes_out": work.bytes_out},
-            "status": None,
-            "reason": None,
-        }
+        return CaseRecord(self.sweep.kernel.name, case.params_dict, case.n, case.variant,
+                          case.workers, {"flops": work.flops, "bytes_in": work.bytes_in,
+                                         "bytes_out": work.bytes_out})
 
 
 def host_memory_needed(kernel: Kernel, n: int, params: Mapping[str, int]) -> int:

@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from gpukit.backends.base import RunTiming
+from gpukit.records import RunTiming
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import random
 import pytest
 
 import synthetic
-from gpukit import analysis, format, model, phases
+from gpukit import analysis, format, model, phases, records
 from gpukit.analysis import Crossover, crossover
 
 IN, COMPUTE, OUT = phases.TRANSFER_IN, phases.COMPUTE, phases.TRANSFER_OUT
@@ -295,11 +295,13 @@ def test_speedups_are_against_serial_numpy_or_serial_python_for_a_kernel_without
     n = 2**12
     py = [synthetic.make_case("serial/python", n, {COMPUTE: 4e-3}),
           synthetic.make_case("threads/python", n, {COMPUTE: 2e-3}, workers=2)]
-    idx = analysis.index(results_with(py))
-    assert analysis.speedup_vs_baseline(idx, py[1]) == pytest.approx(2.0)
+    data = results_with(py)
+    idx = analysis.index(data)
+    assert analysis.speedup_vs_baseline(idx, py[1], data) == pytest.approx(2.0)
     both = [*py, synthetic.make_case("serial/numpy", n, {COMPUTE: 1e-3})]
-    idx = analysis.index(results_with(both))
-    assert analysis.speedup_vs_baseline(idx, py[1]) == pytest.approx(0.5)
+    data = results_with(both)
+    idx = analysis.index(data)
+    assert analysis.speedup_vs_baseline(idx, py[1], data) == pytest.approx(0.5)
 
 
 def test_mpi_finding_says_whether_splitting_pays_and_what_moving_data_costs():
@@ -375,7 +377,8 @@ def test_model_prices_a_fan_out_as_one_round_trip_plus_each_further_tasks_share(
     # A fan-out that adds nothing is a figure like any other, not a missing one.
     ceil = model.resolve(results_with([case], cores=8),
                          {"figures": {**FIGS, "process_dispatch_extra_s": 0.0}}, derive=False)
-    assert model.dispatch_s("processes", 8, ceil) == pytest.approx(200e-6)
+    pool = records.backend_traits(results_with([case]), "processes")
+    assert model.dispatch_s(pool, 8, ceil) == pytest.approx(200e-6)
 
 
 def test_model_rates_a_kernel_that_is_not_multiply_adds_by_its_own_serial_run():

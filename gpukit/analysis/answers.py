@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gpukit import model, phases
+from gpukit import model, phases, records
 from gpukit.results import SKIPPED_AFTER_FAILURE
 from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, limits
-from gpukit.analysis.cases import (BASELINE, MIN_CHANGE, case_text, device_phase, fmt_n,
+from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase, fmt_n,
                                    fmt_n_est, fmt_s, index, is_gpu, max_workers, noise_bar,
                                    params_key, params_text, phase, series, transfer_share,
                                    variant_name, wall, beyond)
@@ -241,12 +241,26 @@ def _fastest_findings(idx, pkey, ptxt, data):
     return [Finding("fastest", text, {"winners": winners, "switches": switches})]
 
 
+def _backends_with(data: dict, workers: str) -> list[tuple[str, records.BackendTraits]]:
+    """The run's backends whose workers are `workers` (threads, processes, ranks)."""
+    return [(name, t) for name in model.backend_names(data)
+            for t in [records.backend_traits(data, name)] if t.workers == workers]
+
+
 def _threads_findings(idx, pkey, ptxt, data, ceil=None):
+    reference = records.reference_backend(data)
+    found = []
+    for backend, pool in _backends_with(data, records.THREAD) if reference else ():
+        found.extend(_thread_pool_findings(idx, pkey, ptxt, data, ceil, backend, pool, reference))
+    return found
+
+
+def _thread_pool_findings(idx, pkey, ptxt, data, ceil, backend, pool, reference):
     found = []
     for impl in ("python", "numpy"):
-        label = f"threads/{impl}"
+        label = f"{backend}/{impl}"
         w = max_workers(idx, pkey, label)
-        serial = series(idx, pkey, f"serial/{impl}", 1)
+        serial = series(idx, pkey, f"{reference}/{impl}", 1)
         threads = series(idx, pkey, label, w) if w else {}
         common = sorted(set(serial) & set(threads))
         if not common:
@@ -271,24 +285,27 @@ def _threads_findings(idx, pkey, ptxt, data, ceil=None):
                            f"{spread:.0%})")
             else:
                 verdict = "it scales: this Python runs without the GIL"
-            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl}"
+            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: "
+                    f"{speedup:.2f}x {reference}/{impl}"
                     + (f", {vs_one:.2f}x one thread" if vs_one is not None else "")
                     + f" at n={fmt_n(n)} ({verdict}).")
         else:
             x = crossover_of_cases(serial, threads)
             numbers["crossover"] = dataclasses.asdict(x)
             numbers["crossover_n"] = x.n
-            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl} at "
+            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: "
+                    f"{speedup:.2f}x {reference}/{impl} at "
                     f"n={fmt_n(n)} (NumPy releases the GIL in each ufunc); threads beat serial "
                     f"{x.text()}.")
             one = series(idx, pkey, label, 1).get(n)
             if one is not None and w > 1:
-                text += _one_thread_text(one, serial[n], n, numbers, data, ceil)
+                text += _one_thread_text(one, serial[n], n, numbers, data, ceil, pool)
         found.append(Finding("threads", text, numbers))
     return found
 
 
-def _one_thread_text(one: dict, serial: dict, n: int, numbers: dict, data: dict, ceil) -> str:
+def _one_thread_text(one: dict, serial: dict, n: int, numbers: dict, data: dict, ceil,
+                     pool: records.BackendTraits) -> str:
     """Why one pool thread runs apart from serial, where it does: the same work on one thread
     either way, so what differs is the pool's round trips, the chunking or the thread itself."""
     apart = wall(serial) / wall(one)
@@ -296,8 +313,9 @@ def _one_thread_text(one: dict, serial: dict, n: int, numbers: dict, data: dict,
     chunks = model.chunks_per_worker(data, n)
     # Only a round trip `gpukit limits` measured: one derived from this run is this very gap
     # (one pool thread minus serial at the smallest size), which would explain itself.
-    name = model.DISPATCH["threads"][0]
-    round_trip = ceil.get(name) if ceil and ceil.sources.get(name) == model.LIMITS_SOURCE else None
+    name = pool.dispatch_s
+    round_trip = (ceil.get(name) if name and ceil and ceil.sources.get(name) == model.LIMITS_SOURCE
+                  else None)
     gap = wall(one) - wall(serial)
     head = (f" One pool thread alone already runs {apart:.2f}x serial "
             f"({fmt_s(wall(one))} against {fmt_s(wall(serial))})")
@@ -343,9 +361,16 @@ def _one_thread_text(one: dict, serial: dict, n: int, numbers: dict, data: dict,
 
 
 def _process_findings(idx, pkey, ptxt, data):
-    serial = series(idx, pkey, BASELINE, 1)
+    base = baseline_labels(data)[:1]
+    return [f for backend, _t in _backends_with(data, records.PROCESS) for label in base
+            for f in _process_pool_findings(idx, pkey, ptxt, data, backend, label)]
+
+
+def _process_pool_findings(idx, pkey, ptxt, data, backend, base):
+    serial = series(idx, pkey, base, 1)
     parts, numbers = [], {}
-    for label in sorted({l for (p, l, _w, _n) in idx if p == pkey and l.startswith("processes/numpy/")}):
+    prefix = f"{backend}/numpy/"
+    for label in sorted({l for (p, l, _w, _n) in idx if p == pkey and l.startswith(prefix)}):
         transfer = label.rsplit("/", 1)[-1]
         w = max_workers(idx, pkey, label)
         cases = series(idx, pkey, label, w)
@@ -358,29 +383,35 @@ def _process_findings(idx, pkey, ptxt, data):
         x = crossover_of_cases(serial, cases)
         numbers[transfer] = {"workers": w, "n": n, "speedup": speedup, "transfer_share": share,
                              "crossover": dataclasses.asdict(x), "crossover_n": x.n}
-        parts.append(f"{transfer}: {speedup:.2f}x serial/numpy at n={fmt_n(n)} on {w} "
+        parts.append(f"{transfer}: {speedup:.2f}x {base} at n={fmt_n(n)} on {w} "
                      f"process{'es' * (w != 1)}, {share:.0%} of it moving data, ahead of serial "
                      f"{x.text()}")
     if not parts:
         return []
-    return [Finding("processes", f"{ptxt}processes/numpy " + "; ".join(parts) + ".", numbers)]
+    return [Finding("processes", f"{ptxt}{backend}/numpy " + "; ".join(parts) + ".", numbers)]
 
 
 def _mpi_findings(idx, pkey, ptxt, data):
+    base = baseline_labels(data)[:1]
+    return [f for backend, _t in _backends_with(data, records.RANK) for label in base
+            for f in _rank_findings(idx, pkey, ptxt, data, f"{backend}/numpy", label)]
+
+
+def _rank_findings(idx, pkey, ptxt, data, label, base):
     """Does splitting over R ranks pay, and what does moving the data cost: at the largest n,
     each rank count against serial NumPy, with the share of scatter and gather."""
-    serial = series(idx, pkey, BASELINE, 1)
-    ranks = sorted({w for (p, l, w, _n) in idx if p == pkey and l == "mpi/numpy"})
+    serial = series(idx, pkey, base, 1)
+    ranks = sorted({w for (p, l, w, _n) in idx if p == pkey and l == label})
     if not serial or not ranks:
         return []
-    # Serial may have failed wherever mpi ran: then there is nothing to set them against.
-    n = max((n for (p, l, _w, n) in idx if p == pkey and l == "mpi/numpy" and n in serial),
+    # Serial may have failed wherever the ranks ran: then there is nothing to set them against.
+    n = max((n for (p, l, _w, n) in idx if p == pkey and l == label and n in serial),
             default=None)
     if n is None:
         return []
     parts, numbers = [], {"n": n, "ranks": {}}
     for r in ranks:
-        case = idx.get((pkey, "mpi/numpy", r, n))
+        case = idx.get((pkey, label, r, n))
         if case is None:
             continue
         speedup = wall(serial[n]) / wall(case)
@@ -395,7 +426,7 @@ def _mpi_findings(idx, pkey, ptxt, data):
         verdict = f"splitting pays, most on {best} ranks"
     else:
         verdict = "splitting over ranks does not pay here"
-    return [Finding("mpi", f"{ptxt}mpi/numpy at n={fmt_n(n)} against serial/numpy, by ranks: "
+    return [Finding("mpi", f"{ptxt}{label} at n={fmt_n(n)} against {base}, by ranks: "
                     + ", ".join(parts) + f"; {verdict}.", numbers)]
 
 
@@ -409,7 +440,7 @@ def _scaling_findings(idx, pkey, ptxt, data):
     for s in results:
         eff = ", ".join(f"{w}: {e:.0%}" for w, e in zip(s.workers, s.efficiency))
         backend, impl = (s.label.split("/") + [""])[:2]
-        gil_held = backend == "threads" and impl in model.GIL_HOLDING
+        gil_held = records.backend_traits(data, backend).shares_gil and impl in model.GIL_HOLDING
         # Measured from the fewest workers to the most: `speedup` assumes the fewest scaled
         # perfectly where no one-worker run exists, which a GIL-holding loop does not.
         gain = s.wall_s[0] / s.wall_s[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gpukit import model, phases
+from gpukit import model, phases, records
 from gpukit.analysis.cases import (device_phase, fmt_s, index, intensity, is_gpu, params_key,
                                    phase, run_phases, series, wall)
 
@@ -67,7 +67,7 @@ def limit(data: dict, case: dict, ceil: model.Ceilings, idx: dict | None = None)
 def _gpu_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
     work = case["work"]
     latency = ceil.get("copy_latency_s")
-    launch = ceil.get(model.LAUNCH.get(case["backend"], "launch_cupy_s"))
+    launch = ceil.get(model.traits(data, case).launch_s)
     if latency is not None and launch is not None:
         overhead = launch + 2 * latency
         if overhead / wall(case) > DOMINANT_SHARE:
@@ -103,18 +103,20 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
     pkey = params_key(case["params"])
     workers = case["workers"]
     impl = case["impl"]
-    if impl in model.GIL_HOLDING and case["backend"] == "threads" and workers > 1:
+    pool = model.traits(data, case)
+    if impl in model.GIL_HOLDING and pool.shares_gil and workers > 1:
+        reference = records.reference_backend(data)
         one = series(idx, pkey, case["label"], 1).get(case["n"]) or \
-            series(idx, pkey, f"serial/{impl}", 1).get(case["n"])
+            series(idx, pkey, f"{reference}/{impl}", 1).get(case["n"])
         if one is not None:
             sp = wall(one) / wall(case)
             if sp < GIL_SPEEDUP:
                 return Limit(dominant, "GIL", "GIL",
                              f"GIL-bound: {workers} threads run {sp:.2f}x one, because the "
                              f"{impl} loop holds the GIL; use processes or NumPy")
-    if case["backend"] in model.DISPATCH:
+    if pool.dispatch_s:
         count = model.tasks(data, case)
-        cost = model.dispatch_s(case["backend"], count, ceil)
+        cost = model.dispatch_s(pool, count, ceil)
         if cost is not None and cost / wall(case) > DOMINANT_SHARE:
             # The cost comes from `limits`, measured on another day: it can exceed this wall.
             share = cost / wall(case)
@@ -142,7 +144,7 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
                      f"transfer-bound ({how}): {moved / total:.0%} of the time moving data at "
                      f"{gbps:.3g} GB/s {_of(pct, cap, 'GB/s', name, ceil)}; {advice}", pct)
     parallel = min(workers, model.cores(data))
-    if impl in model.GIL_HOLDING and case["backend"] == "threads":
+    if impl in model.GIL_HOLDING and pool.shares_gil:
         parallel = 1
     rate, rate_name = ceil.rate(case)
     if impl not in model.MEMORY_SENSITIVE:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import math
 
-from gpukit import model, phases
+from gpukit import model, phases, records
 
-BASELINE = "serial/numpy"
-FALLBACK_BASELINE = "serial/python"  # for a kernel that has no NumPy implementation
 # Smaller relative differences are noise: `diff --min-change` by default, and the gap under which
 # "fastest" calls two variants tied. As asv's and pyperf's comparisons do, a change must be both
 # statistically significant and this large to count.
@@ -78,22 +76,30 @@ def index(data: dict) -> dict[tuple, dict]:
     return {model.case_key(c): c for c in ok_cases(data)}
 
 
+def baseline_labels(data: dict) -> tuple[str, ...]:
+    """The variants every speedup is measured against, in order of preference: the reference
+    backend's NumPy, or its pure Python for a kernel without NumPy (serial/numpy, then
+    serial/python, for the built-in backends)."""
+    reference = records.reference_backend(data)
+    return (f"{reference}/numpy", f"{reference}/python") if reference else ()
+
+
 def baseline(data: dict, case: dict) -> dict | None:
-    return _baseline(index(data), case)
+    return _baseline(index(data), case, baseline_labels(data))
 
 
-def _baseline(idx: dict, case: dict) -> dict | None:
-    """Serial NumPy at the case's size, or serial pure Python for a kernel without NumPy."""
+def _baseline(idx: dict, case: dict, labels: tuple[str, ...]) -> dict | None:
+    """The first of `labels` that ran at the case's size and parameters."""
     key = params_key(case["params"])
-    for label in (BASELINE, FALLBACK_BASELINE):
+    for label in labels:
         found = idx.get((key, label, 1, case["n"]))
         if found is not None:
             return found
     return None
 
 
-def speedup_vs_baseline(idx: dict, case: dict) -> float | None:
-    base = _baseline(idx, case)
+def speedup_vs_baseline(idx: dict, case: dict, data: dict) -> float | None:
+    base = _baseline(idx, case, baseline_labels(data))
     if base is None:
         return None
     return wall(base) / wall(case)

@@ -17,7 +17,6 @@ backend that needs them.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -26,67 +25,12 @@ import numpy as np
 
 from gpukit import phases
 from gpukit.kernels.base import Inputs, Kernel
+from gpukit.records import BackendTraits, RunTiming, Startup, Variant
+
+# The run records live in gpukit.records, which reading results needs without the backends;
+# they are named here too (see __all__), where backends have always found them.
 
 Clock = Callable[[], float]
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """One way a backend can run a kernel: `impl` plus backend options (transfer, memory)."""
-
-    backend: str
-    impl: str
-    options: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def label(self) -> str:
-        return "/".join([self.backend, self.impl, *(v for _, v in self.options)])
-
-    def option(self, name: str, default: str | None = None) -> str | None:
-        return dict(self.options).get(name, default)
-
-    def to_json(self) -> dict:
-        return {"backend": self.backend, "impl": self.impl, "options": dict(self.options),
-                "label": self.label}
-
-
-@dataclasses.dataclass
-class RunTiming:
-    """One repetition: seconds per phase, the host wall clock around it, and extra clocks.
-
-    `phases_s` holds the phases this backend can separate (transfer_in, compute, transfer_out).
-    `wall_s` is the host clock around the whole repetition, synchronized at the end, and is the
-    end-to-end figure. `device_s` holds the same phases from CUDA events where a GPU ran them,
-    and `extra` anything a backend wants to keep beside them (per-worker clocks, streams, ...).
-    """
-
-    phases_s: dict[str, float]
-    wall_s: float
-    device_s: dict[str, float] | None = None
-    extra: dict[str, Any] | None = None
-
-    def to_json(self) -> dict:
-        data = {"phases_s": self.phases_s, "wall_s": self.wall_s}
-        if self.device_s is not None:
-            data["device_s"] = self.device_s
-        if self.extra:
-            data["extra"] = self.extra
-        return data
-
-
-@dataclasses.dataclass
-class Startup:
-    """What a session paid once before its first run, by named step, in seconds."""
-
-    steps_s: dict[str, float] = dataclasses.field(default_factory=dict)
-    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def total_s(self) -> float:
-        return float(sum(self.steps_s.values()))
-
-    def to_json(self) -> dict:
-        return {"steps_s": self.steps_s, "total_s": self.total_s, "facts": self.facts}
 
 
 class Backend(abc.ABC):
@@ -98,6 +42,8 @@ class Backend(abc.ABC):
     parallel: ClassVar[bool] = False
     # True for backends that run on a GPU (a CUDA context must never be forked).
     gpu: ClassVar[bool] = False
+    # What the model and the findings need to know of it; the results file keeps a copy.
+    traits: ClassVar[BackendTraits] = BackendTraits()
 
     def __init__(self, variant: Variant, workers: int, settings: Mapping[str, Any] | None = None,
                  clock: Clock = time.perf_counter):
@@ -167,3 +113,7 @@ def chunk_bounds(n: int, chunks: int, allow_empty: bool = False) -> list[tuple[i
 
 def slice_rows(arrays: Mapping[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
     return {name: arr[lo:hi] for name, arr in arrays.items()}
+
+
+__all__ = ["Backend", "BackendTraits", "Clock", "RunTiming", "Startup", "Variant", "chunk_bounds",
+           "host_phases", "slice_rows"]

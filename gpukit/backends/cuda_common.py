@@ -83,8 +83,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from gpukit import phases
-from gpukit.backends.base import RunTiming, Variant
+from gpukit import phases, records
+from gpukit.backends.base import BackendTraits, RunTiming, Variant
 from gpukit.errors import KernelError, UsageError
 from gpukit.kernels.base import (CudaLaunch, Inputs, Kernel, check_cuda_args,
                                  mark_unwritten)
@@ -113,6 +113,19 @@ EMPTY_LAUNCH_REPS = 20
 COMPUTE_ONLY_MAX_L2 = 2
 COMPUTE_ONLY_REPS = 3
 FLUSH_L2_MULTIPLE = 2
+
+
+# What the model needs of a GPU backend: all of it is common to the GPU backends but the launch,
+# which each prices by the call it makes (PyCUDA's prepared call); the host's one wait at the end
+# is that launch synchronized against the same launch queued.
+def gpu_traits(launch_s: str, launch_sync_s: str, launch_queued_s: str) -> BackendTraits:
+    return BackendTraits(device=records.GPU, shares_memory=False, moves_data=(records.PCIE,),
+                         phases=phases.RUN_PHASES, launch_s=launch_s,
+                         launch_sync_s=launch_sync_s, launch_queued_s=launch_queued_s)
+
+
+CUPY_TRAITS = gpu_traits("launch_cupy_s", "launch_cupy_sync_s", "launch_cupy_s")
+PYCUDA_TRAITS = gpu_traits("launch_pycuda_prepared_s", "launch_pycuda_sync_s", "launch_pycuda_s")
 
 
 def cuda_variants(backend: str, kernel: Kernel) -> list[Variant]:

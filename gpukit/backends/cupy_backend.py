@@ -96,6 +96,7 @@ class CupyBackend(cc.GpuRunMixin, Backend):
     summary = ("CuPy RawModule (NVRTC), CUDA-event phase times; pageable or pinned on one "
                "stream, or pinned chunks streamed on several")
     gpu = True
+    traits = cc.CUPY_TRAITS
 
     @classmethod
     def variants(cls, kernel):

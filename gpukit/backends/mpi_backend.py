@@ -31,9 +31,10 @@ import socket
 import sys
 from pathlib import Path
 
-from gpukit import allocator
+from gpukit import allocator, phases, records
 from gpukit.backends import mpi_worker
-from gpukit.backends.base import Backend, RunTiming, Startup, Variant, host_phases
+from gpukit.backends.base import (Backend, BackendTraits, RunTiming, Startup, Variant,
+                                  host_phases)
 from gpukit.backends.mpi_launch import (MpiError, RankGroup, find_launcher, launcher_command,
                                        launcher_flavor, probe_library, python_path)
 from gpukit.errors import BackendUnavailable, UsageError
@@ -48,6 +49,11 @@ class MpiBackend(Backend):
     name = "mpi"
     summary = "MPI ranks via mpiexec and mpi4py: Scatterv, numpy on each rank, Gatherv"
     parallel = True
+    # Ranks with memory of their own, fed by Scatterv and Gatherv; a host file spreads them over
+    # machines whose network the model has not measured.
+    traits = BackendTraits(workers=records.RANK, shares_memory=False,
+                           moves_data=(records.SCATTER,), phases=phases.RUN_PHASES,
+                           remote_setting="mpi_hostfile")
 
     @classmethod
     def variants(cls, kernel):

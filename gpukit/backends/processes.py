@@ -30,8 +30,9 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from gpukit.backends.base import (Backend, RunTiming, Startup, Variant, chunk_bounds, host_phases,
-                                  slice_rows)
+from gpukit import phases, records
+from gpukit.backends.base import (Backend, BackendTraits, RunTiming, Startup, Variant,
+                                  chunk_bounds, host_phases, slice_rows)
 from gpukit.errors import UsageError
 from gpukit.kernels.base import mark_unwritten, run_impl
 
@@ -131,6 +132,14 @@ class ProcessesBackend(Backend):
     name = "processes"
     summary = "a process pool over chunks; arrays pickled, or in shared memory"
     parallel = True
+    # Processes started by --start-method, with memory of their own: the arrays are pickled or
+    # copied through shared memory (the variant's `transfer` option), and handing out the
+    # chunks is timed inside transfer_in.
+    traits = BackendTraits(workers=records.PROCESS, shares_memory=False,
+                           moves_data=(records.PICKLE, records.SHM), phases=phases.RUN_PHASES,
+                           dispatch_s="process_dispatch_s",
+                           dispatch_extra_s="process_dispatch_extra_s",
+                           dispatch_phase=phases.TRANSFER_IN, start_method=True)
 
     @classmethod
     def variants(cls, kernel):

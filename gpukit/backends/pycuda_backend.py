@@ -109,6 +109,7 @@ class PycudaBackend(cc.GpuRunMixin, Backend):
     summary = ("PyCUDA SourceModule (nvcc), primary context, CUDA-event phase times; one stream, "
                "or pinned chunks streamed on several")
     gpu = True
+    traits = cc.PYCUDA_TRAITS
 
     @classmethod
     def variants(cls, kernel):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from gpukit.backends.base import Backend, RunTiming, Startup, Variant, host_phases
+from gpukit.backends.base import (Backend, BackendTraits, RunTiming, Startup, Variant,
+                                  host_phases)
 from gpukit.kernels.base import run_impl
 
 
 class SerialBackend(Backend):
     name = "serial"
     summary = "one thread, the whole problem (python or numpy implementation)"
+    # In the caller's process on one core, nothing moved: what every speedup is measured against.
+    traits = BackendTraits(reference=True)
 
     @classmethod
     def variants(cls, kernel):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from gpukit.backends.base import (Backend, RunTiming, Startup, Variant, chunk_bounds, host_phases,
-                                  slice_rows)
+from gpukit import phases
+from gpukit.backends.base import (Backend, BackendTraits, RunTiming, Startup, Variant,
+                                  chunk_bounds, host_phases, slice_rows)
+from gpukit.records import THREAD
 from gpukit.kernels.base import run_impl
 
 
@@ -22,6 +24,11 @@ class ThreadsBackend(Backend):
     name = "threads"
     summary = "a thread pool over chunks (python holds the GIL, numpy releases it)"
     parallel = True
+    # Threads of the caller's interpreter on its arrays: nothing moves, a GIL-holding loop runs
+    # one thread at a time, and handing out the chunks is timed inside compute.
+    traits = BackendTraits(workers=THREAD, shares_gil=True, dispatch_s="thread_dispatch_s",
+                           dispatch_extra_s="thread_dispatch_extra_s",
+                           dispatch_phase=phases.COMPUTE)
 
     @classmethod
     def variants(cls, kernel):

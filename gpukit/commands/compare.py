@@ -105,7 +105,8 @@ def run(args) -> int:
     availability = runner.probe_backends(names, kernel)
     gpu_names = [n for n in names if availability[n]["gpu"]]
     gpu_ok = [n for n in gpu_names if availability[n]["available"]]
-    if args.start_method == "fork" and gpu_ok and "processes" in names:
+    forking = [n for n in names if backends.get(n).traits.start_method]
+    if args.start_method == "fork" and gpu_ok and forking:
         raise UsageError("--start-method fork cannot share a run with GPU backends (a forked "
                          "CUDA context is unusable); use forkserver or spawn, or drop "
                          f"{', '.join(gpu_ok)} from --backends")
