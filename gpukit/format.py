@@ -371,7 +371,8 @@ def csv_text(data: dict, an: analysis.Analysis | None = None) -> str:
 
 
 def answer_blocks(data: dict, an: analysis.Analysis | None = None) -> list[tuple[str, list]]:
-    """The answer block in words: per parameter set, a heading and (topic, sentence) pairs. The
+    """The answer block in words: per parameter set, its name ('polyval, k=2') and (topic,
+    sentence) pairs. The
     one place its sentences are written; the terminal, the Markdown and the HTML page lay
     them out."""
     from gpukit.analysis import summary
@@ -379,8 +380,8 @@ def answer_blocks(data: dict, an: analysis.Analysis | None = None) -> list[tuple
     blocks: dict[tuple, tuple[str, list]] = {}
     for item in summary.answer(an):
         pkey = params_key(item.params)
-        head = f"Answer: {data['sweep']['kernel']}" + (f", {params_text(item.params)}"
-                                                      if item.params else "")
+        head = data["sweep"]["kernel"] + (f", {params_text(item.params)}" if item.params
+                                          else "")
         _, lines = blocks.setdefault(pkey, (head, []))
         lines.append((item.topic, _answer_text(item, data)))
     out = list(blocks.values())
@@ -402,7 +403,7 @@ def answer_renderables(data: dict, an: analysis.Analysis | None = None) -> list:
         grid.add_column(overflow="fold")
         for topic, text in lines:
             grid.add_row(Text(topic), Text(text))
-        out += [Text(head, style="bold"), grid, Text()]
+        out += [Text(f"Answer: {head}", style="bold"), grid, Text()]
     return out[:-1]
 
 
