@@ -131,27 +131,41 @@ def _cells(data: dict, an: analysis.Analysis, idx: dict, c: dict, full: bool) ->
 
 
 def _not_ok_lines(data: dict, cases: list[dict]) -> list[str]:
-    """One line per variant and worker count that did not run everywhere: from which size it
-    was skipped, where it failed, or why it was unavailable; under the table, not a row each."""
+    """Under the table, not a row each: the variants the run limit stopped, in one line by the
+    size they stopped at; then one line per variant and worker count that failed, was skipped
+    for another reason, or was unavailable."""
     first: dict[tuple, list] = {}
     for c in cases:
         if c["status"] != "ok":
             reason = (c.get("reason") or "").removeprefix(f"{c['status']}: ")
             entry = first.setdefault((c["label"], c["workers"], c["status"]), [[], reason])
             entry[0].append(c["n"])
+    cut: dict[int, dict[str, list[int]]] = {}
     lines = []
     for (label, workers, status), (sizes, reason) in sorted(first.items()):
-        name = f"{label} x{workers}"
+        name = analysis.variant_name(label, workers, data)
         reason = reason.splitlines()[0] if reason else ""
         if len(reason) > 160:
             reason = reason[:157] + "..."
+        if status == "skipped" and reason.startswith("predicted "):
+            cut.setdefault(min(sizes), {}).setdefault(label, []).append(workers)
+            continue
         if status == "skipped":
-            text = f"{name}: not run from n={fmt_n(min(sizes))} ({reason or 'over the run limit'})"
+            text = f"{name}: not run from n={fmt_n(min(sizes))} ({reason or 'skipped'})"
         else:
             text = (f"{name}: {status} at n=" + ", ".join(fmt_n(n) for n in sorted(sizes))
                     + (f" ({reason})" if reason else ""))
         style = {"failed": "red", "unavailable": "yellow"}.get(status)
         lines.append(f"[{style}]{escape(text)}[/]" if style else escape(text))
+    if cut:
+        def names(by_label):
+            return ", ".join(label + "".join(f" x{w}" for w in sorted(ws))
+                             if analysis.variant_name(label, 2, data) != label else label
+                             for label, ws in sorted(by_label.items()))
+        limit = data["sweep"].get("run_limit_s")
+        lines.insert(0, escape(f"not run, one run predicted over the run limit ({limit:g} s): "
+                               + "; ".join(f"from n={fmt_n(n)}, {names(by_label)}"
+                                           for n, by_label in sorted(cut.items()))))
     return lines
 
 
@@ -441,6 +455,8 @@ def _fastest_text(facts: dict, data: dict) -> str:
             parts.append(f"{name} at every size ({span})")
         elif i == 0:
             parts.append(f"{name} up to n={fmt_n(w['to_n'])}")
+        elif not w["interpolated"] and w["from_n"] == w["to_n"] and i < len(winners) - 1:
+            parts.append(f"{name} at n={fmt_n(w['from_n'])}")
         else:
             start = (f"n≈{analysis.fmt_n_est(w['takes_over_n'])}" if w["interpolated"]
                      else f"n={fmt_n(w['from_n'])}")

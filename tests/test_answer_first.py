@@ -7,8 +7,8 @@ import json
 import re
 
 import pytest
-
 import synthetic
+
 from gpukit import analysis, format
 from gpukit.analysis import summary
 
@@ -121,7 +121,7 @@ def test_report_fits_the_width_with_either_table(gpukit_cli, gpu_results, width)
                    "limit", "note"):
         assert re.search(rf"(^| ){re.escape(column)}( |$)", headers), column
     for i in range(count):
-        title = f"polyval (k=2)" + (f" ({i + 1} of {count})" if count > 1 else "")
+        title = "polyval (k=2)" + (f" ({i + 1} of {count})" if count > 1 else "")
         assert len(table_rows(full.stdout, title)) == len(ok)
 
 
@@ -179,8 +179,8 @@ def test_a_partial_run_says_so_in_its_answer():
     data = synthetic.load_cpu()
     data.update(complete=False, note="interrupted")
     (_head, lines), *_ = format.answer_blocks(data)
-    assert lines[0] == ("partial", "the run stopped early (interrupted): this is what it "
-                                   "measured before")
+    said = "the run stopped early (interrupted): this is what it measured before"
+    assert lines[0] == ("partial", said)
 
 
 def test_markdown_and_html_open_with_the_answer(gpukit_cli, gpu_results, tmp_path):
