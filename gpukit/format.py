@@ -510,11 +510,15 @@ def _processes_text(facts: dict, data: dict) -> str:
     parts = []
     for i, (transfer, v) in enumerate(by.items()):
         at = "" if same_n else f" at n={fmt_n(v['n'])}"
-        parts.append(f"{v['transfer_share']:.0%} of {transfer} x{v['workers']}'s time{at} "
-                     f"({v['speedup']:.2f}x{' serial/numpy' if i == 0 else ''}, ahead "
-                     f"{'of it ' if i == 0 else ''}{_where(v['crossover'])})")
-    head = f"at n={fmt_n(next(iter(by.values()))['n'])}, " if same_n else ""
-    return head + "moving data takes " + " and ".join(parts)
+        if i == 0:
+            parts.append(f"{transfer} x{v['workers']} spends {v['transfer_share']:.0%} of its "
+                         f"time{at} moving data, runs {v['speedup']:.2f}x serial/numpy, ahead "
+                         f"of it {_where(v['crossover'])}")
+        else:
+            parts.append(f"{transfer} x{v['workers']}{at} {v['transfer_share']:.0%}, "
+                         f"{v['speedup']:.2f}x, ahead {_where(v['crossover'])}")
+    head = f"at n={fmt_n(next(iter(by.values()))['n'])}: " if same_n else ""
+    return head + "; ".join(parts)
 
 
 def _gpu_text(facts: dict, data: dict) -> str:

@@ -151,7 +151,7 @@ def test_the_answer_comes_from_the_findings_figures(gpu_results):
     assert k2["GPU"].startswith(f"wins end to end from n≈{analysis.fmt_n_est(x['n'])}")
     procs = next(f for f in an.findings if f.topic == "processes" and f.params == {"k": 2})
     share = procs.numbers["pickle"]["transfer_share"]
-    assert f"{share:.0%} of pickle x2's time" in k2["processes"]
+    assert f"pickle x2 spends {share:.0%} of its time" in k2["processes"]
     fastest = next(f for f in an.findings if f.topic == "fastest" and f.params == {"k": 2})
     first = fastest.numbers["winners"][0]
     assert k2["fastest"].startswith(f"{first['label']} up to n={analysis.fmt_n(first['to_n'])}")
