@@ -426,7 +426,8 @@ def _answer_text(item, data: dict) -> str:
     facts = item.facts
     if "not_run" in facts:
         return f"not run: {facts['not_run']}"
-    return {summary.FASTEST: _fastest_text, summary.THREADS: _threads_text,
+    return {summary.FAILED: _failed_text, summary.FASTEST: _fastest_text,
+            summary.THREADS: _threads_text,
             summary.PROCESSES: _processes_text, summary.GPU: _gpu_text}[item.topic](facts, data)
 
 
@@ -440,6 +441,14 @@ def _where(x: dict) -> str:
     if x["status"] == "never" and x["won_at"]:
         return "only at n=" + ", ".join(fmt_n(n) for n in x["won_at"])
     return "at no size"
+
+
+def _failed_text(facts: dict, data: dict) -> str:
+    n = facts["cases"]
+    return (f"{n} case{'s' * (n != 1)}, left out of what follows: "
+            + ", ".join(f"{analysis.variant_name(v['label'], v['workers'], data)} from "
+                        f"n={fmt_n(v['from_n'])}" for v in facts["variants"])
+            + " (the findings say why)")
 
 
 def _fastest_text(facts: dict, data: dict) -> str:
@@ -464,7 +473,7 @@ def _fastest_text(facts: dict, data: dict) -> str:
                          + (f" to {fmt_n(w['to_n'])}" if i < len(winners) - 1 else ""))
     text = "; ".join(parts)
     if facts["left_out"]:
-        text += " (some sizes left out: see the findings)"
+        text += " (some cases left out: see the findings)"
     return text
 
 

@@ -142,7 +142,8 @@ def test_the_answer_comes_from_the_findings_figures(gpu_results):
     an = analysis.analyze(data)
     items = summary.answer(an)
     for pset in data["sweep"]["param_sets"]:
-        assert [a.topic for a in items if a.params == pset] == list(summary.TOPICS)
+        assert [a.topic for a in items if a.params == pset] == [
+            summary.FASTEST, summary.THREADS, summary.PROCESSES, summary.GPU]
     blocks = dict(format.answer_blocks(data, an))
     k2 = dict(blocks["polyval, k=2"])
     gpu = next(f for f in an.findings if f.topic == "gpu" and f.params == {"k": 2})
@@ -196,3 +197,16 @@ def test_markdown_and_html_open_with_the_answer(gpukit_cli, gpu_results, tmp_pat
     html = page.read_text()
     assert html.index("<h2>Answer</h2>") < html.index("<h2>Findings</h2>")
     assert "<h3>polyval, k=2</h3><ul><li>fastest: " in html
+
+
+def test_failed_cases_open_the_answer_they_are_left_out_of():
+    data = synthetic.load_cpu()
+    case = max((c for c in data["cases"] if c["label"] == "threads/numpy" and c["workers"] == 2
+                and c["params"] == {"k": 2} and c["status"] == "ok"), key=lambda c: c["n"])
+    case.update(status="failed", reason="check: output disagrees with the reference")
+    blocks = dict(format.answer_blocks(data))
+    first = blocks["polyval, k=2"][0]
+    said = (f"1 case, left out of what follows: threads/numpy x2 from "
+            f"n={analysis.fmt_n(case['n'])} (the findings say why)")
+    assert first == ("failed", said)
+    assert blocks["polyval, k=64"][0][0] == "fastest"

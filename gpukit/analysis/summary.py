@@ -14,8 +14,8 @@ import re
 from gpukit.analysis.answers import Analysis, Finding
 from gpukit.analysis.cases import index, params_key, series
 
-FASTEST, THREADS, PROCESSES, GPU = "fastest", "threads", "processes", "GPU"
-TOPICS = (FASTEST, THREADS, PROCESSES, GPU)
+FAILED, FASTEST, THREADS, PROCESSES, GPU = "failed", "fastest", "threads", "processes", "GPU"
+TOPICS = (FAILED, FASTEST, THREADS, PROCESSES, GPU)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,21 +30,37 @@ class Answer:
 
 def answer(an: Analysis) -> list[Answer]:
     """The answer block, parameter set by parameter set, each in the order of TOPICS. A topic
-    with nothing measured and nothing to explain (threads not asked for) is left out."""
+    with nothing measured and nothing to explain (threads not asked for, no case failed) is
+    left out."""
     data = an.data
     idx = index(data)
     out = []
     for pset in data["sweep"]["param_sets"]:
         found = {f.topic: f for f in an.findings if f.params == pset and f.topic != "failed"}
-        for topic, facts in ((FASTEST, _fastest(found)),
+        for topic, facts in ((FAILED, _failed(data, pset)), (FASTEST, _fastest(found)),
                              (THREADS, _threads(found, an, idx, pset)),
                              (PROCESSES, _processes(found)),
                              (GPU, _gpu(found))):
-            if facts is None:
+            if facts is None and topic != FAILED:
                 facts = _not_run(data, topic, pset)
             if facts is not None:
                 out.append(Answer(pset, topic, facts))
     return out
+
+
+def _failed(data: dict, pset: dict) -> dict | None:
+    """The cases that failed, which every other line leaves out: by variant, from which size."""
+    first: dict[tuple, int] = {}
+    for c in data["cases"]:
+        if c.get("status") == "failed" and params_key(c["params"]) == params_key(pset):
+            key = (c["label"], c["workers"])
+            first[key] = min(first.get(key, c["n"]), c["n"])
+    if not first:
+        return None
+    return {"cases": sum(c.get("status") == "failed" and params_key(c["params"]) == params_key(pset)
+                         for c in data["cases"]),
+            "variants": [{"label": l, "workers": w, "from_n": n}
+                         for (l, w), n in sorted(first.items())]}
 
 
 def _fastest(found: dict[str, Finding]) -> dict | None:
@@ -146,4 +162,4 @@ def _reasons(reasons: list[str]) -> str:
     return "; ".join(reasons)
 
 
-__all__ = ["FASTEST", "GPU", "PROCESSES", "THREADS", "TOPICS", "Answer", "answer"]
+__all__ = ["FAILED", "FASTEST", "GPU", "PROCESSES", "THREADS", "TOPICS", "Answer", "answer"]
