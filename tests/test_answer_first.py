@@ -210,3 +210,17 @@ def test_failed_cases_open_the_answer_they_are_left_out_of():
             f"n={analysis.fmt_n(case['n'])} (the findings say why)")
     assert first == ("failed", said)
     assert blocks["polyval, k=64"][0][0] == "fastest"
+
+
+def test_the_readme_shows_the_answer_as_report_prints_it(gpukit_cli):
+    """The README's example is the answer block of the baseline run it cites, at 100 columns:
+        COLUMNS=100 python -m gpukit report bench/results/compare-polyval-dev-2core-epyc.json -q
+    up to "Findings", trailing blanks stripped. A change in the answer's wording shows here."""
+    from conftest import ROOT
+    proc = gpukit_cli("report", "bench/results/compare-polyval-dev-2core-epyc.json", "--quiet",
+                      env={"COLUMNS": "100"})
+    assert proc.returncode == 0, proc.stderr
+    answer = proc.stdout.split("\nFindings\n")[0]
+    block = "\n".join(line.rstrip() for line in answer.splitlines()).strip("\n")
+    readme = (ROOT / "README.md").read_text()
+    assert f"```\n{block}\n```" in readme
