@@ -130,6 +130,9 @@ def html_page(data: dict, an: analysis.Analysis | None = None, title: str | None
         f"<p class=small>{len(data['cases'])} cases: "
         + _e(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         + ". Rendered by <code>gpukit report</code> from the saved results; nothing re-measured.</p>",
+        "<h2>Answer</h2>",
+        *(f"<h3>{_e(head)}</h3>" + _list(f"{topic}: {text}" for topic, text in lines)
+          for head, lines in format.answer_blocks(data, an)),
         "<h2>Findings</h2>", _list([f.text for f in an.findings], ordered=True),
         "<h2>Figures</h2>", *figs,
         "<h2>Machine</h2>", _list(format.machine_lines(data) + format.backend_lines(data)),
@@ -169,8 +172,10 @@ def markdown_page(data: dict, an: analysis.Analysis | None = None, title: str | 
     parts += [f"{len(data['cases'])} cases: "
               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
               + f"; measured {data.get('created', '?')} by `{' '.join(data.get('command') or [])}`"
-              + ", rendered by `gpukit report`.", "",
-              "## Findings", "", *format.finding_lines(data, an), ""]
+              + ", rendered by `gpukit report`.", "", "## Answer", ""]
+    for head, lines in format.answer_blocks(data, an):
+        parts += [f"**{head}**", "", *(f"- {topic}: {text}" for topic, text in lines), ""]
+    parts += ["## Findings", "", *format.finding_lines(data, an), ""]
     if figure_paths:
         parts += ["## Figures", ""]
         for name, path in figure_paths.items():

@@ -12,6 +12,9 @@ def run_gpukit(*args, timeout=300, cwd=None, env=None):
     """Run `python -m gpukit ARGS` as a user would, in a subprocess."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    # Piped output wraps at COLUMNS where set: a width exported in the shell running the tests
+    # must not decide where the text they look for breaks.
+    full_env.pop("COLUMNS", None)
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "gpukit", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd or ROOT, env=full_env)

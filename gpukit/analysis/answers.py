@@ -24,6 +24,7 @@ class Finding:
     topic: str
     text: str
     numbers: dict
+    params: dict | None = None   # the parameter set it speaks of; None for the whole run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +53,7 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
     idx = index(data)
     out: list[Finding] = _failure_findings(data)
     for pset in data["sweep"]["param_sets"]:
+        start = len(out)
         pkey = params_key(pset)
         # Each finding opens with its parameter set ("[k=2] "), or nothing for a kernel without one.
         ptxt = f"[{params_text(pset)}] " if pset else ""
@@ -60,6 +62,7 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
         for rule in (_process_findings, _mpi_findings, _scaling_findings):
             out.extend(rule(idx, pkey, ptxt, data))
         out.extend(_gpu_findings(data, idx, pkey, ptxt))
+        out[start:] = [dataclasses.replace(f, params=pset) for f in out[start:]]
     out.extend(_model_findings(data, ceil, verdicts))
     return out
 
@@ -196,7 +199,7 @@ def _fastest_findings(idx, pkey, ptxt, data):
         if not left_out:
             return []
         return [Finding("fastest", f"{ptxt}fastest: no size to compare ({'; '.join(left_out)}).",
-                        {"winners": [], "switches": []})]
+                        {"winners": [], "switches": [], "left_out": left_out})]
     stretches = _fastest_stretches(idx, pkey, sizes)
     parts = []
     switches = []
@@ -238,7 +241,8 @@ def _fastest_findings(idx, pkey, ptxt, data):
                 "to_n": st.to_n,
                 "tied": [{"label": tl, "workers": tw, "n": ns} for (tl, tw), ns in st.tied.items()]}
                for st in stretches]
-    return [Finding("fastest", text, {"winners": winners, "switches": switches})]
+    return [Finding("fastest", text, {"winners": winners, "switches": switches,
+                                      "left_out": left_out})]
 
 
 def _backends_with(data: dict, workers: str) -> list[tuple[str, records.BackendTraits]]:
@@ -267,7 +271,7 @@ def _thread_pool_findings(idx, pkey, ptxt, data, ceil, backend, pool, reference)
             continue
         n = common[-1]
         speedup = wall(serial[n]) / wall(threads[n])
-        numbers = {"impl": impl, "workers": w, "n": n, "speedup": speedup}
+        numbers = {"impl": impl, "label": label, "workers": w, "n": n, "speedup": speedup}
         if impl in model.GIL_HOLDING:
             one = series(idx, pkey, label, 1).get(n)
             vs_one = wall(one) / wall(threads[n]) if one is not None and w > 1 else None

@@ -124,9 +124,11 @@ def default_workers() -> tuple[int, ...]:
 
 
 def console(stderr: bool = False):
+    """A rich console at the terminal's width; piped, at the width COLUMNS gives, else 200
+    (wide enough for a log that nobody reads at 80 columns)."""
     from rich.console import Console
     console = Console(stderr=stderr, highlight=False)
-    if not console.is_terminal:
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").strip().isdigit():
         console = Console(stderr=stderr, highlight=False, width=200)
     return console
 

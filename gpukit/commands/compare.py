@@ -9,6 +9,7 @@ import time
 from gpukit.commands import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_GPU, EXIT_OK,
                              check_writable, console, default_workers, parse_names,
                              parse_param_sets, parse_sizes, parse_workers)
+from gpukit.commands.report import add_table_option
 from gpukit.errors import UsageError
 
 DEFAULT_OUTPUT = "gpukit-results.json"
@@ -61,6 +62,7 @@ def add_parser(sub) -> None:
                    help="leave glibc's malloc thresholds as they are (gpukit fixes them so that "
                         "every backend allocates alike; see gpukit/allocator.py)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_table_option(p)
     p.set_defaults(func=run)
 
 
@@ -154,7 +156,7 @@ def run(args) -> int:
         path, save_error = _save(results, args.output)
     data = results.data
     an = analysis.analyze(data)
-    print_report(out, data, an)
+    print_report(out, data, an, table=args.table)
     if args.csv:
         write_text(args.csv, format.csv_text(data, an), "CSV")
     counts = format.status_counts(data)

@@ -28,8 +28,17 @@ def add_parser(sub) -> None:
                    help="machine ceilings to hold the cases against (default: those saved with "
                         "the results, else the ones `gpukit limits` stored for that machine)")
     p.add_argument("--quiet", "-q", action="store_true",
-                   help="print only the findings, not the case table")
+                   help="print only the answer and the findings, not the case table")
+    add_table_option(p)
     p.set_defaults(func=run)
+
+
+def add_table_option(p) -> None:
+    from gpukit import format
+    p.add_argument("--table", choices=format.TABLES, default=format.TABLE_BEST,
+                   help="best: one row per size and variant, at its fastest worker count, with "
+                        "the columns that fit the terminal (default); full: every case and "
+                        "every column")
 
 
 def load_results(path: str) -> dict:
@@ -67,20 +76,25 @@ def write_text(path: str, text: str, what: str) -> Path:
     return target
 
 
-def print_report(out, data: dict, an, table: bool = True) -> None:
+def print_report(out, data: dict, an, table: str | None = "best") -> None:
+    """The answer first, then the findings behind it, then the cases as a table that fits the
+    console (`table`: format.TABLE_BEST or TABLE_FULL; None for none), then the machine."""
     from gpukit import format
-    if table:
-        for t in format.case_tables(data, an):
-            out.print(t)
-        out.print()
-    for line in format.machine_lines(data) + format.backend_lines(data):
-        out.print(line, markup=False)
+    for part in format.answer_renderables(data, an):
+        out.print(part)
     lines = format.finding_lines(data, an)
     if lines:
         out.print()
         out.print("[bold]Findings[/]")
         for line in lines:
             out.print(line, markup=False)
+    if table:
+        for t in format.case_tables(data, an, width=out.width, table=table):
+            out.print()
+            out.print(t)
+    out.print()
+    for line in format.machine_lines(data) + format.backend_lines(data):
+        out.print(line, markup=False)
 
 
 def run(args) -> int:
@@ -89,7 +103,7 @@ def run(args) -> int:
     check_outputs(args)
     an = analysis.analyze(data, stored_ceilings(data, args.ceilings))
     out = console()
-    print_report(out, data, an, table=not args.quiet)
+    print_report(out, data, an, table=None if args.quiet else args.table)
     if not args.quiet:
         out.print()
         out.print("[bold]Ceilings[/]")
