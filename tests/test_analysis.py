@@ -195,15 +195,18 @@ def test_scaling_calls_gil_holding_threads_gil_bound_and_explains_superlinear_ef
     found = [f for f in analysis.analyze(results_with(cases)).findings if f.topic == "scaling"]
     assert "threads/python 1.05x on 2 at n=2^16, GIL-bound, no real gain" in found[0].text
     assert "efficiency above 100%" in found[0].text  # 2.5x on 2 processes
-    # A GIL-holding loop that seems to gain 1.47x, or 1.21x, with the GIL on: more than the
-    # GIL allows, as the threads finding says too, neither "still gaining" nor "GIL-bound".
-    for t, shown in ((0.68, "1.47x"), (0.826, "1.21x")):
+    # A pure-Python loop that gains 1.47x, or 1.21x, on 2 threads against one releases the
+    # GIL for part of its time (a sleep, I/O, a C call): measured, not called impossible.
+    for t, shown, says in ((0.68, "1.47x", "releases the GIL for about 64% of its time"),
+                           (0.826, "1.21x", "holds the GIL about 65% of its time")):
         cases[1] = synthetic.make_case("threads/python", n, {COMPUTE: t}, workers=2)
         serial = synthetic.make_case("serial/python", n, {COMPUTE: 1.0})
         found = {f.topic: f for f in analysis.analyze(results_with(cases + [serial])).findings}
-        assert f"threads/python {shown} on 2 at n=2^16, more than the GIL should allow" \
+        assert f"threads/python {shown} on 2 at n=2^16, still gaining at 2" \
             in found["scaling"].text
-        assert "may release it (C calls, I/O)" in found["threads"].text
+        text = found["threads"].text
+        assert says in text
+        assert "more than the GIL should allow" not in text
 
 
 def test_gil_findings_do_not_judge_from_one_thread_or_from_assumed_scaling():

@@ -57,8 +57,9 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
         ptxt = f"[{params_text(pset)}] " if pset else ""
         out.extend(_fastest_findings(idx, pkey, ptxt, data))
         out.extend(_threads_findings(idx, pkey, ptxt, data, ceil))
-        for rule in (_process_findings, _mpi_findings, _scaling_findings):
+        for rule in (_process_findings, _mpi_findings):
             out.extend(rule(idx, pkey, ptxt, data))
+        out.extend(_scaling_findings(idx, pkey, ptxt, data, ceil))
         out.extend(_gpu_findings(data, idx, pkey, ptxt))
     out.extend(_model_findings(data, ceil, verdicts))
     return out
@@ -241,10 +242,51 @@ def _fastest_findings(idx, pkey, ptxt, data):
     return [Finding("fastest", text, {"winners": winners, "switches": switches})]
 
 
+def _pct_range(lo: float, hi: float) -> str:
+    lo_t, hi_t = f"{lo:.0%}", f"{hi:.0%}"
+    return lo_t if lo_t == hi_t else f"{lo_t[:-1]}-{hi_t}"
+
+
+def share_text(share, impl: str) -> str:
+    """A thread variant's measured serialized share in words: how much of its time it holds the
+    GIL (or, for an implementation whose threads share memory bandwidth, runs serialized), the
+    repetitions' spread, and what its released time does beyond the cores."""
+    e, lo, hi = (min(1.0, max(0.0, v)) for v in (share.share, share.low, share.high))
+    counts = ", ".join(map(str, share.workers))
+    where = f"from {counts} threads against one at n={fmt_n(share.n)}"
+    if e >= 0.5:
+        amount = "all" if f"{e:.0%}" == "100%" else f"about {e:.0%}"
+        spread = _pct_range(lo, hi)
+        if impl in model.MEMORY_SENSITIVE:
+            text = (f"runs serialized {amount} of its time (the GIL, or the memory bandwidth its "
+                    f"threads share; {spread} over the repetitions, {where})")
+        else:
+            text = f"holds the GIL {amount} of its time ({spread} over the repetitions, {where})"
+    else:
+        text = (f"releases the GIL for about {1 - e:.0%} of its time ({_pct_range(1 - hi, 1 - lo)}"
+                f" over the repetitions, {where})")
+    slower = share.contention()
+    if slower is not None:
+        worst = max((w for w in share.per_count if w <= share.cores), key=share.per_count.get)
+        text += (f", and its threads fight over it: {worst} took {slower:.2f}x one thread's "
+                 f"time")
+    if share.waiting is not None:
+        if share.waiting >= 0.5:
+            text += (f"; what it releases mostly waits rather than computes (about "
+                     f"{share.waiting:.0%}: sleep, I/O), so threads beyond the {share.cores} "
+                     f"cores still gain")
+        else:
+            text += (f"; what it releases computes, so threads beyond the {share.cores} cores "
+                     f"gain nothing")
+    return text
+
+
 def _threads_findings(idx, pkey, ptxt, data, ceil=None):
     found = []
-    for impl in ("python", "numpy"):
-        label = f"threads/{impl}"
+    labels = sorted({l for (p, l, _w, _n) in idx if p == pkey and l.startswith("threads/")},
+                    key=lambda l: (l != "threads/python", l))
+    for label in labels:
+        impl = label.split("/")[1]
         w = max_workers(idx, pkey, label)
         serial = series(idx, pkey, f"serial/{impl}", 1)
         threads = series(idx, pkey, label, w) if w else {}
@@ -254,8 +296,21 @@ def _threads_findings(idx, pkey, ptxt, data, ceil=None):
         n = common[-1]
         speedup = wall(serial[n]) / wall(threads[n])
         numbers = {"impl": impl, "workers": w, "n": n, "speedup": speedup}
-        if impl in model.GIL_HOLDING:
-            one = series(idx, pkey, label, 1).get(n)
+        share = ceil.shares.get((pkey, label)) if ceil else None
+        numbers["serialized"] = share.to_json() if share else None
+        one = series(idx, pkey, label, 1).get(n)
+        head = f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl}"
+        if share is not None:
+            x = crossover_of_cases(serial, threads)
+            numbers["crossover"] = dataclasses.asdict(x)
+            numbers["crossover_n"] = x.n
+            text = (f"{head} at n={fmt_n(n)}; it {share_text(share, impl)}; threads beat "
+                    f"serial {x.text()}.")
+            if one is not None and w > 1:
+                text += _one_thread_text(one, serial[n], n, numbers, data, ceil)
+        elif impl in model.GIL_HOLDING:
+            # No one-thread run beside more threads to measure the share from: judged by the
+            # gain, against the GIL this implementation holds by its kind.
             vs_one = wall(one) / wall(threads[n]) if one is not None and w > 1 else None
             numbers["speedup_vs_one_thread"] = vs_one
             gain = vs_one if vs_one is not None else speedup
@@ -271,17 +326,14 @@ def _threads_findings(idx, pkey, ptxt, data, ceil=None):
                            f"{spread:.0%})")
             else:
                 verdict = "it scales: this Python runs without the GIL"
-            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl}"
-                    + (f", {vs_one:.2f}x one thread" if vs_one is not None else "")
+            text = (head + (f", {vs_one:.2f}x one thread" if vs_one is not None else "")
                     + f" at n={fmt_n(n)} ({verdict}).")
         else:
             x = crossover_of_cases(serial, threads)
             numbers["crossover"] = dataclasses.asdict(x)
             numbers["crossover_n"] = x.n
-            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: {speedup:.2f}x serial/{impl} at "
-                    f"n={fmt_n(n)} (NumPy releases the GIL in each ufunc); threads beat serial "
-                    f"{x.text()}.")
-            one = series(idx, pkey, label, 1).get(n)
+            text = (f"{head} at n={fmt_n(n)} (no one-thread run beside more threads to measure "
+                    f"its serialized share); threads beat serial {x.text()}.")
             if one is not None and w > 1:
                 text += _one_thread_text(one, serial[n], n, numbers, data, ceil)
         found.append(Finding("threads", text, numbers))
@@ -399,7 +451,7 @@ def _mpi_findings(idx, pkey, ptxt, data):
                     + ", ".join(parts) + f"; {verdict}.", numbers)]
 
 
-def _scaling_findings(idx, pkey, ptxt, data):
+def _scaling_findings(idx, pkey, ptxt, data, ceil=None):
     labels = sorted({l for (p, l, _w, _n) in idx if p == pkey})
     results = [s for s in (scaling(idx, pkey, l) for l in labels) if s is not None]
     if not results:
@@ -409,14 +461,18 @@ def _scaling_findings(idx, pkey, ptxt, data):
     for s in results:
         eff = ", ".join(f"{w}: {e:.0%}" for w, e in zip(s.workers, s.efficiency))
         backend, impl = (s.label.split("/") + [""])[:2]
-        gil_held = backend == "threads" and impl in model.GIL_HOLDING
+        share = ceil.shares.get((pkey, s.label)) if ceil else None
+        # Measured where the run has a one-thread run beside more: above one half, the loop
+        # holds the GIL most of its time. Else judged by the implementation's kind.
+        gil_held = backend == "threads" and (share.share >= 0.5 if share is not None
+                                             else impl in model.GIL_HOLDING)
         # Measured from the fewest workers to the most: `speedup` assumes the fewest scaled
         # perfectly where no one-worker run exists, which a GIL-holding loop does not.
         gain = s.wall_s[0] / s.wall_s[-1]
         if gil_held and gain < GIL_SPEEDUP:
             # The same test as the threads finding's: a few percent is not the GIL letting go.
             sat = "GIL-bound, no real gain"
-        elif gil_held and data["machine"].get("gil_enabled", True):
+        elif gil_held and share is None and data["machine"].get("gil_enabled", True):
             # The threads finding says the same: with the GIL on, a gain this large is noise.
             sat = "more than the GIL should allow: check the noise"
         elif s.saturates_at is not None:

@@ -103,15 +103,21 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
     pkey = params_key(case["params"])
     workers = case["workers"]
     impl = case["impl"]
-    if impl in model.GIL_HOLDING and case["backend"] == "threads" and workers > 1:
+    share = ceil.share(case)
+    # Measured where the run has one thread beside more; else judged by the implementation.
+    holds = share.share >= 0.5 if share is not None else impl in model.GIL_HOLDING
+    if holds and case["backend"] == "threads" and workers > 1:
         one = series(idx, pkey, case["label"], 1).get(case["n"]) or \
             series(idx, pkey, f"serial/{impl}", 1).get(case["n"])
         if one is not None:
             sp = wall(one) / wall(case)
             if sp < GIL_SPEEDUP:
+                why = (f"the {impl} loop holds the GIL" if share is None else
+                       f"the {impl} loop holds the GIL {min(share.share, 1.0):.0%} of its time "
+                       f"(measured)")
                 return Limit(dominant, "GIL", "GIL",
-                             f"GIL-bound: {workers} threads run {sp:.2f}x one, because the "
-                             f"{impl} loop holds the GIL; use processes or NumPy")
+                             f"GIL-bound: {workers} threads run {sp:.2f}x one, because {why}; "
+                             f"use processes or NumPy")
     if case["backend"] in model.DISPATCH:
         count = model.tasks(data, case)
         cost = model.dispatch_s(case["backend"], count, ceil)
@@ -142,16 +148,18 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
                      f"transfer-bound ({how}): {moved / total:.0%} of the time moving data at "
                      f"{gbps:.3g} GB/s {_of(pct, cap, 'GB/s', name, ceil)}; {advice}", pct)
     parallel = min(workers, model.cores(data))
-    if impl in model.GIL_HOLDING and case["backend"] == "threads":
-        parallel = 1
     rate, rate_name = ceil.rate(case)
+    # On threads, the arithmetic runs as many times one thread's speed as the measured
+    # serialized share allows (or none faster for a GIL-holding kind, where unmeasured).
+    arithmetic = model.thread_speedup(case, ceil)
     if impl not in model.MEMORY_SENSITIVE:
         gflops = work["flops"] / phase(case, phases.COMPUTE) / 1e9
-        cap = rate * parallel if rate else None
+        effective = parallel if arithmetic is None else arithmetic
+        cap = rate * effective if rate else None
         pct = _pct(gflops, cap)
         # NumPy's rate for this kernel where the run has it, not polyval's multiply-adds.
         numpy_rate = ceil.rate({**case, "impl": "numpy"})[0]
-        vs = (f"; NumPy runs {numpy_rate / (gflops / parallel):.0f}x faster per core here"
+        vs = (f"; NumPy runs {numpy_rate / (gflops / effective):.0f}x faster per core here"
               if numpy_rate and gflops > 0 else "; vectorize it (NumPy)")
         return Limit(dominant, "interpreter", "interpreter",
                      f"interpreter-bound: the pure-Python loop runs at {gflops:.3g} GFLOP/s "
