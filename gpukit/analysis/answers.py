@@ -8,7 +8,7 @@ import math
 
 from gpukit import model, phases
 from gpukit.results import SKIPPED_AFTER_FAILURE
-from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, limits
+from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, footprint, limits
 from gpukit.analysis.cases import (BASELINE, MIN_CHANGE, case_text, device_phase, fmt_n,
                                    fmt_n_est, fmt_s, index, is_gpu, max_workers, noise_bar,
                                    params_key, params_text, phase, series, transfer_share,
@@ -457,9 +457,15 @@ def _scaling_findings(idx, pkey, ptxt, data, ceil=None):
     if not results:
         return []
     parts = []
-    superlinear = False
+    regimes: set[str] = set()
+    numbers = {}
     for s in results:
-        eff = ", ".join(f"{w}: {e:.0%}" for w, e in zip(s.workers, s.efficiency))
+        above = {w: efficiency_regime(data, idx[(pkey, s.label, w, s.n)], s.workers[0], ceil)
+                 for w, e in zip(s.workers, s.efficiency) if round(100 * e) > 100}
+        regimes |= set(above.values())
+        eff = ", ".join(f"{w}: {e:.0%}" + (f" {above[w]}" if w in above else "")
+                        for w, e in zip(s.workers, s.efficiency))
+        numbers[s.label] = {**dataclasses.asdict(s), "above_100": above}
         backend, impl = (s.label.split("/") + [""])[:2]
         share = ceil.shares.get((pkey, s.label)) if ceil else None
         # Measured where the run has a one-thread run beside more: above one half, the loop
@@ -479,17 +485,42 @@ def _scaling_findings(idx, pkey, ptxt, data, ceil=None):
             sat = f"no gain beyond {s.saturates_at} worker{'s' * (s.saturates_at > 1)}"
         else:
             sat = f"still gaining at {s.workers[-1]}"
-        superlinear = superlinear or max(s.efficiency) > 1 + MIN_CHANGE
         parts.append(f"{s.label} {s.speedup[-1]:.2f}x on {s.workers[-1]} at n={fmt_n(s.n)}, "
                      f"{sat} (efficiency {eff})")
     note = ("" if all(s.workers[0] == 1 for s in results)
             else " (speedup taken against the fewest workers where no one-worker run exists)")
-    if superlinear:
-        note += ("; an efficiency above 100% means the one-worker run paid for something the "
-                 "others split or avoided (its data out of cache, or the main thread's memory "
-                 "allocation)")
-    return [Finding("scaling", f"{ptxt}scaling: " + "; ".join(parts) + note + ".",
-                    {s.label: dataclasses.asdict(s) for s in results})]
+    for tag in sorted(regimes):
+        note += f"; {EFFICIENCY_REGIMES[tag]}"
+    return [Finding("scaling", f"{ptxt}scaling: " + "; ".join(parts) + note + ".", numbers)]
+
+
+# Why a variant's efficiency can pass 100% (its one-worker run is the ceiling), by the tag the
+# efficiency list names it with.
+EFFICIENCY_REGIMES = {
+    "in cache": ("efficiency above 100% in cache: each worker's share of the data fits its "
+                 "core's L2 cache, where one worker's whole did not"),
+    "smaller messages": ("efficiency above 100% with smaller messages: each worker's share is "
+                         "pickled at a higher rate per byte than one worker's whole (the pickle "
+                         "curve `gpukit limits` measures)"),
+    "one slow": ("efficiency above 100% where one worker ran slow: its run paid for something "
+                 "the others split or avoided (the main thread's memory allocation, or load "
+                 "during its repetitions)"),
+}
+
+
+def efficiency_regime(data: dict, case: dict, fewest: int, ceil) -> str:
+    """Why `case` ran more than its worker count times faster than the same variant on
+    `fewest` workers: the tag of EFFICIENCY_REGIMES that applies."""
+    l2 = (data["machine"].get("caches") or {}).get("l2_bytes")
+    size, workers = footprint(case), case["workers"]
+    if (case.get("variant") or {}).get("options", {}).get("transfer") == "pickle" and ceil:
+        whole = case["work"]["bytes_in"] / fewest
+        rate_whole, rate_share = ceil.pickle_gbps(whole), ceil.pickle_gbps(whole * fewest / workers)
+        if rate_whole and rate_share and rate_share > (1 + MIN_CHANGE) * rate_whole:
+            return "smaller messages"
+    if l2 and size / workers <= l2 < size / fewest:
+        return "in cache"
+    return "one slow"
 
 
 def _gpu_findings(data, idx, pkey, ptxt):
