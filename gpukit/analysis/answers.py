@@ -268,8 +268,8 @@ def share_text(share, impl: str) -> str:
     slower = share.contention()
     if slower is not None:
         worst = max((w for w in share.per_count if w <= share.cores), key=share.per_count.get)
-        text += (f", and its threads fight over it: {worst} took {slower:.2f}x one thread's "
-                 f"time")
+        text += (f", and its threads fight over it: {worst} threads took {slower:.2f}x one "
+                 f"thread's time")
     if share.waiting is not None:
         if share.waiting >= 0.5:
             text += (f"; what it releases mostly waits rather than computes (about "

@@ -104,17 +104,18 @@ def over_ceiling(data: dict, case: dict, name: str, ceil: model.Ceilings) -> tup
         return f"{workers} at once", (f"{workers} workers at once: the ceiling is one stream's, "
                                       f"and the workers unpickle, copy and pickle side by side")
     if name == model.KERNEL_RATE:
-        return CEILING_LOW, ("this size ran faster per FLOP than the kernel's own rate, fitted "
-                             "through its serial runs at the smallest and largest size")
+        return CEILING_LOW, ("ceiling low: this size ran faster per FLOP than the kernel's own "
+                             "rate, fitted through its serial runs at the smallest and largest "
+                             "size")
     if ceil.sources.get(name) != model.LIMITS_SOURCE:
-        return CEILING_LOW, (f"the ceiling is the best this run reached on one worker "
+        return CEILING_LOW, (f"ceiling low: it is the best this run reached on one worker "
                              f"({ceil.sources.get(name, 'derived')}), a lower bound on the "
                              f"machine's; `gpukit limits` measures the machine's own")
-    rough = " (rough: from `gpukit limits --quick`)" if ceil.rough else ""
-    return CEILING_LOW, (f"in the regime the ceiling was measured in{rough}, so that ceiling "
-                         f"came out low (`gpukit limits` keeps the best of a few repetitions, "
-                         f"and a busy machine slows them all): run `gpukit limits --refresh` on "
-                         f"a quiet machine")
+    rough = ", and rough: from `gpukit limits --quick`" if ceil.rough else ""
+    return CEILING_LOW, (f"ceiling low: this case runs as the ceiling was measured, so the "
+                         f"ceiling came out low (`gpukit limits` keeps the best of its timed "
+                         f"runs, and on a busy machine other work can cut them all{rough}); "
+                         f"run `gpukit limits --refresh` on a quiet machine")
 
 
 def _gpu_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
