@@ -6,6 +6,7 @@ threads within the model's band."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,12 @@ from tests.synthetic import make_case
 KERNELS = Path(__file__).resolve().parent / "data" / "gil_kernels.py"
 SWEEP = ("--backends", "serial,threads", "--workers", "1,2,4,8", "--sizes", "128,512",
          "--budget-s", "0.1", "--min-reps", "5", "--no-progress")
-# On a machine shared with other work, a burst of load during one case moves it alone; a
-# second sweep is not hit by the same burst, while a model that is wrong stays wrong.
+# On a machine shared with other work, a burst of load during one case moves it alone; another
+# sweep is not hit by the same burst, while a model that is wrong stays wrong.
 ATTEMPTS = 3
+# Above this many runnable tasks per core (the 1-minute load average), no time on this machine
+# can be trusted: other work took most of every core, in bursts the sweep cannot see.
+BUSY_LOAD_PER_CORE = 2.0
 
 
 def test_karp_flatt_reads_amdahl_backwards():
@@ -84,13 +88,22 @@ def _threads_off(data):
 
 
 def _predicted(gpukit_cli, tmp_path, name):
+    """A sweep whose thread cases all came within the model's band, or a failure; or, where
+    every attempt missed while the machine was too busy to time anything, a skip saying so."""
+    load = 0.0
     for _ in range(ATTEMPTS):
+        load = max(load, os.getloadavg()[0])
         data, stdout = _compare(gpukit_cli, tmp_path, name)
+        load = max(load, os.getloadavg()[0])
         off = _threads_off(data)
         if not off:
-            break
-    assert not off, off
-    return data, stdout
+            return data, stdout
+    cores = os.cpu_count() or 1
+    if load > BUSY_LOAD_PER_CORE * cores:
+        pytest.skip(f"the machine was too busy to time: load {load:.1f} on {cores} cores "
+                    f"(off the model: {off})")
+    raise AssertionError(f"thread cases off the model by more than {model.WITHIN:.0%} "
+                         f"(workers, n: measured / predicted): {off}")
 
 
 def test_a_kernel_that_sleeps_per_row_is_predicted_on_1_to_8_threads(gpukit_cli, tmp_path):

@@ -15,7 +15,7 @@ from gpukit.kernels.user import SimpleKernel
 # Per row: long enough that the sleep, not the interpreter, is the row's cost, short enough
 # that a test's sweep takes a few seconds.
 SLEEP_PER_ROW_S = 100e-6
-SPIN_STEPS = 500
+SPIN_STEPS = 200
 
 
 class _Doubler(SimpleKernel):
@@ -43,7 +43,7 @@ class Sleeper(_Doubler):
 
 class Spinner(_Doubler):
     name = "spinner"
-    summary = "z = 2x after 500 interpreted multiply-adds per row: pure Python holding the GIL"
+    summary = "z = 2x after 200 interpreted multiply-adds per row: pure Python holding the GIL"
     flops_per_row = 2 * SPIN_STEPS + 1
 
     def python(self, split, whole, out, params):
