@@ -100,9 +100,11 @@ def over_ceiling(data: dict, case: dict, name: str, ceil: model.Ceilings) -> tup
         return IN_CACHE, (f"in cache: its {mib(size / workers)} a worker stay in the {mib(l2)} "
                           f"L2 cache, while `gpukit limits` rates a core on "
                           f"{mib(RATE_BLOCK_BYTES)} blocks, which do not fit there")
-    if workers > 1 and name in ("pickle_gbps", "host_copy_1t_gbps"):
-        return f"{workers} at once", (f"{workers} workers at once: the ceiling is one stream's, "
-                                      f"and the workers unpickle, copy and pickle side by side")
+    if workers > 1 and name == "pickle_gbps":
+        # Shared memory is not among them: the parent makes those copies alone.
+        return f"{workers} at once", (f"{workers} workers at once: the ceiling is one stream's "
+                                      f"(one worker's round trip), and the workers unpickle and "
+                                      f"pickle their chunks side by side")
     if name == model.KERNEL_RATE:
         return CEILING_LOW, ("ceiling low: this size ran faster per FLOP than the kernel's own "
                              "rate, fitted through its serial runs at the smallest and largest "
