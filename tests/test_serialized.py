@@ -1,6 +1,6 @@
 """The GIL measured, not assumed: the Karp-Flatt serialized share of each thread variant, in the
 findings, the results file and the model; two pure-Python user kernels run as a user runs them,
-one that releases the GIL (sleeping per row) and one that holds it, each predicted on 1 to 8
+one that releases the GIL (sleeping for its rows) and one that holds it, each predicted on 1 to 8
 threads within the model's band."""
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def _predicted(gpukit_cli, tmp_path, name):
                          f"(workers, n: measured / predicted): {off}")
 
 
-def test_a_kernel_that_sleeps_per_row_is_predicted_on_1_to_8_threads(gpukit_cli, tmp_path):
+def test_a_kernel_that_sleeps_for_its_rows_is_predicted_on_1_to_8_threads(gpukit_cli, tmp_path):
     data, stdout = _predicted(gpukit_cli, tmp_path, "Sleeper")
     (entry,) = data["serialized"]
     assert entry["label"] == "threads/python" and entry["serialized_share"] < 0.2
