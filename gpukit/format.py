@@ -12,7 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from gpukit import analysis, model, phases
+from gpukit import analysis, model, phases, records
 from gpukit.analysis import fmt_n, fmt_s, params_key, params_text
 
 __all__ = ["CSV_COLUMNS", "TABLES", "TABLE_BEST", "TABLE_FULL", "answer_blocks",
@@ -481,39 +481,57 @@ def _fastest_text(facts: dict, data: dict) -> str:
 
 
 def _threads_text(facts: dict, data: dict) -> str:
-    parts = []
-    numpy, python = facts.get("numpy"), facts.get("python")
-    if numpy:
-        name = analysis.variant_name(numpy["label"], numpy["workers"], data)
-        text = (f"{name} beat serial/numpy {_where(numpy['crossover'])}; "
-                f"{numpy['speedup']:.2f}x at n={fmt_n(numpy['n'])}")
-        lims = numpy["limits"]
+    # NumPy first, then pure Python, then whatever other implementations a kernel brings.
+    order = sorted(facts, key=lambda impl: ({"numpy": 0, "python": 1}.get(impl, 2), impl))
+    return ". ".join(_thread_variant_text(impl, facts[impl], data) for impl in order)
+
+
+def _reference(data: dict) -> str:
+    return records.reference_backend(data)
+
+
+def _serialized_text(share: dict | None, impl: str) -> str:
+    """The measured serialized share in a few words."""
+    if not share:
+        return ""
+    e = min(1.0, max(0.0, share["serialized_share"]))
+    if e < 0.5:
+        return f"releases the GIL for about {1 - e:.0%} of its time (measured)"
+    if impl in model.MEMORY_SENSITIVE:
+        return f"runs serialized about {e:.0%} of its time (measured: the GIL or shared memory)"
+    return f"holds the GIL about {e:.0%} of its time (measured)"
+
+
+def _thread_variant_text(impl: str, v: dict, data: dict) -> str:
+    w = v["workers"]
+    name = analysis.variant_name(v["label"], w, data)
+    held = _serialized_text(v.get("serialized"), impl)
+    if "crossover" in v:
+        text = (f"{name} beat {_reference(data)}/{impl} {_where(v['crossover'])}; "
+                f"{v['speedup']:.2f}x at n={fmt_n(v['n'])}")
+        lims = v["limits"]
         if len(lims) == 2 and lims[0]["bound"] == lims[1]["bound"]:
             text += f", {lims[0]['bound']} throughout"
         else:
             text += ", " + ", ".join(f"{lim['bound']} at n={fmt_n(lim['n'])}" for lim in lims)
-        if numpy["saturates_at"] is not None:
-            w = numpy["saturates_at"]
-            text += f"; no gain beyond {w} thread{'s' * (w != 1)}"
-        parts.append(text)
-    if python:
-        w = python["workers"]
-        name = analysis.variant_name(python["label"], w, data)
-        one = python["speedup_vs_one_thread"]
-        # Against one pool thread where that ran at the same size, else against serial.
-        gain, against = (one, "one thread") if one is not None else (python["speedup"],
-                                                                      "serial/python")
-        if w == 1:
-            text = f"{name} runs {gain:.2f}x {against} (run more threads to see the GIL)"
-        elif python["gil_bound"]:
-            text = f"{name} run {gain:.2f}x {against}: the GIL lets one run at a time"
-        elif python["gil_enabled"]:
-            text = (f"{name} run {gain:.2f}x {against}, more than the GIL should allow (see "
-                    f"the findings)")
-        else:
-            text = f"{name} run {gain:.2f}x {against}: this Python has no GIL"
-        parts.append(text)
-    return ". ".join(parts)
+        if held:
+            text += f"; it {held}"
+        if v["saturates_at"] is not None:
+            s = v["saturates_at"]
+            text += f"; no gain beyond {s} thread{'s' * (s != 1)}"
+        return text
+    one = v["speedup_vs_one_thread"]
+    # Against one pool thread where that ran at the same size, else against serial.
+    gain, against = ((one, "one thread") if one is not None
+                     else (v["speedup"], f"{_reference(data)}/{impl}"))
+    if w == 1:
+        return f"{name} runs {gain:.2f}x {against} (run more threads to see the GIL)"
+    if v["gil_bound"]:
+        return f"{name} run {gain:.2f}x {against}: the GIL lets one run at a time"
+    if v["gil_enabled"]:
+        return (f"{name} run {gain:.2f}x {against}, more than the GIL should allow (see the "
+                f"findings)")
+    return f"{name} run {gain:.2f}x {against}: this Python has no GIL"
 
 
 def _processes_text(facts: dict, data: dict) -> str:

@@ -84,6 +84,44 @@ def package_version(*names: str) -> str | None:
     return None
 
 
+CACHE_ROOT = "/sys/devices/system/cpu/cpu0/cache"
+
+
+def _size_bytes(text: str) -> int | None:
+    """'1024K' / '32M' / '48K' as sysfs writes cache sizes, in bytes."""
+    text = text.strip().upper()
+    scale = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}.get(text[-1:], 1)
+    digits = text.rstrip("KMG")
+    return int(digits) * scale if digits.isdigit() else None
+
+
+def caches(root: str = CACHE_ROOT) -> dict[str, int]:
+    """The first core's data caches by level ('l1d_bytes', 'l2_bytes', 'l3_bytes'), as Linux
+    reports them; empty elsewhere. The analysis tells a case whose data stays in cache between
+    repetitions from a ceiling measured on data larger than every cache."""
+    found: dict[str, int] = {}
+    try:
+        entries = sorted(os.listdir(root))
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.startswith("index"):
+            continue
+        try:
+            with open(os.path.join(root, entry, "level")) as f:
+                level = f.read().strip()
+            with open(os.path.join(root, entry, "type")) as f:
+                kind = f.read().strip()
+            with open(os.path.join(root, entry, "size")) as f:
+                size = _size_bytes(f.read())
+        except OSError:
+            continue
+        if kind == "Instruction" or size is None:
+            continue
+        found[f"l{level}{'d' if kind == 'Data' else ''}_bytes"] = size
+    return found
+
+
 def facts() -> dict:
     from gpukit import __version__
     return {
@@ -99,4 +137,5 @@ def facts() -> dict:
         "numpy": np.__version__,
         "cupy": package_version("cupy", "cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x"),
         "pycuda": package_version("pycuda"),
+        "caches": caches(),
     }

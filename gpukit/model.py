@@ -4,8 +4,11 @@ kernel's work model. A pure function of a results dict and a ceilings dict; neve
 Per repetition (startup is reported once per session and predicted apart):
 
 - compute: the larger of bytes over memory bandwidth and FLOPs over the arithmetic rate of the
-  implementation, the rate times the workers that can run at once (min(workers, cores)); a
-  GIL-holding implementation on threads gets no parallel gain;
+  implementation, the rate times the workers that can run at once (min(workers, cores)); on
+  threads, the arithmetic's time on one thread times what the variant's measured serialized
+  share and waiting share predict for its count (gpukit.serialized), or, where the run has no
+  one-thread and multi-thread pair to measure them, no gain for an implementation that holds
+  the GIL by its name (pure Python) and min(workers, cores) for the others;
 - pools: one task per worker, handed out together: one dispatch round trip, plus what each
   further task adds to a fan-out (their round trips overlap; a full round trip each where the
   fan-out was not measured), counted in the phase where the backend's clock puts it (compute
@@ -27,14 +30,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gpukit import phases, records
+from gpukit import phases, records, serialized
 from gpukit.records import PICKLE, SCATTER, SHM, BackendTraits
 
 # Accuracy bands: "within" is the issue's yardstick; "far" is where a case gets flagged.
 WITHIN = 0.25
 FAR = 2.0
 
-# Implementations: their single-thread rate figure, and whether they hold the GIL.
+# Implementations: their single-thread rate figure, and whether they hold the GIL where the run
+# does not show it (no one-thread and multi-thread pair to measure the serialized share from).
 IMPL_RATE = {"numpy": "host_numpy_1t_gflops", "python": "host_python_1t_gflops"}
 GIL_HOLDING = frozenset({"python"})
 # Implementations whose speed can be bounded by memory bandwidth (the interpreter never is).
@@ -78,6 +82,11 @@ class Ceilings:
     kernel_rates: dict = dataclasses.field(default_factory=dict)
     # Stored curves by name, as `limits` measured them (pickling over message sizes).
     curves: dict = dataclasses.field(default_factory=dict)
+    # (params key, label) -> serialized.Share: each thread variant's measured serialized share.
+    shares: dict = dataclasses.field(default_factory=dict)
+
+    def share(self, case: dict) -> serialized.Share | None:
+        return self.shares.get((tuple(sorted(case["params"].items())), case["label"]))
 
     def pickle_gbps(self, message_bytes: float) -> float | None:
         """Pickling's rate for messages of this size: interpolated on log size between the
@@ -384,11 +393,15 @@ def resolve(data: dict, stored: dict | None = None, derive: bool = True) -> Ceil
             anchors |= {key for _r, _src, keys in rates.values() for key in keys}
         fixed = _derive_fixed(data, values, rates)
         anchors |= {key for _s, _src, key in fixed.values()}
+    shares = serialized.estimate(data) if derive else {}
+    # The counts a share comes from are predicted by it, so they calibrate rather than test it.
+    anchors |= {(s.params, s.label, w, s.n) for s in shares.values()
+                for w in s.workers}
     rough = bool(stored and (stored.get("settings") or {}).get("quick"))
     return Ceilings(values, sources, lacking, frozenset(anchors),
                     {k: (s, src) for k, (s, src, _key) in fixed.items()}, rough,
                     {k: (r, src) for k, (r, src, _keys) in rates.items()},
-                    dict((stored or {}).get("curves") or {}))
+                    dict((stored or {}).get("curves") or {}), shares)
 
 
 def multiply_add(data: dict) -> bool:
@@ -451,17 +464,21 @@ def _derive_fixed(data: dict, values: dict, rates: dict | None = None) -> dict:
 # -- predictions ---------------------------------------------------------------------------------
 
 
-def _host_compute(case, ceil: Ceilings, parallel: int, notes: list) -> float:
-    """The kernel's own time on `parallel` cores, without the implementation's fixed cost."""
+def _host_compute(case, ceil: Ceilings, parallel: int, notes: list,
+                  arithmetic: float | None = None) -> float:
+    """The kernel's own time on `parallel` cores, without the implementation's fixed cost;
+    `arithmetic`, where given, is how many times faster than one thread the arithmetic and the
+    interpreter's rows run (on threads, from the measured serialized share)."""
     work = case["work"]
     rate, name = ceil.rate(case)
-    t = work["flops"] / (rate * 1e9 * parallel)
+    speedup = parallel if arithmetic is None else arithmetic
+    t = work["flops"] / (rate * 1e9 * speedup)
     # A kernel's own rate comes from its whole serial time, row costs included.
     row_s = (ceil.get("host_python_row_s")
              if case["impl"] in GIL_HOLDING and name != KERNEL_RATE else None)
     if row_s is not None:
         # The interpreter's cost of each row around the arithmetic: at k=2, most of the time.
-        t += case["n"] * row_s / parallel
+        t += case["n"] * row_s / speedup
     if case["impl"] in MEMORY_SENSITIVE:
         one = ceil.get("host_copy_1t_gbps")
         all_cores = ceil.get("host_copy_all_gbps")
@@ -501,20 +518,41 @@ def dispatch_s(pool: BackendTraits, count: int, ceil: Ceilings) -> float | None:
     return round_trip + (count - 1) * (round_trip if extra is None else extra)
 
 
+def thread_speedup(case: dict, ceil: Ceilings, shares_gil: bool,
+                   notes: list | None = None) -> float | None:
+    """How many times one thread's speed a thread variant's arithmetic runs at on its count:
+    from the measured serialized share where the run has it, else by the implementation's name
+    (1 for one that holds the GIL). None for backends whose workers do not share the caller's
+    interpreter (`shares_gil`): they run `parallel` at once."""
+    if not shares_gil:
+        return None
+    notes = notes if notes is not None else []
+    share = ceil.share(case)
+    if share is not None:
+        if case["workers"] > 1:
+            notes.append(f"serialized {share.share:.0%} of its time (measured on "
+                         f"{'/'.join(map(str, share.workers))} threads at n={share.n})")
+        return 1.0 / share.factor(case["workers"])
+    if case["impl"] in GIL_HOLDING:
+        notes.append("holds the GIL (assumed: no multi-thread pair to measure it): no "
+                     "parallel gain on threads")
+        return 1.0
+    return None
+
+
 def _predict_host(data, case, ceil: Ceilings) -> Prediction:
     notes: list[str] = []
     t = traits(data, case)
     workers = case["workers"]
     parallel = min(workers, cores(data))
-    if case["impl"] in GIL_HOLDING and t.shares_gil:
-        parallel = 1
-        notes.append("holds the GIL: no parallel gain on threads")
+    arithmetic = thread_speedup(case, ceil, t.shares_gil, notes)
     if workers > cores(data):
         notes.append(f"{workers} workers on {cores(data)} cores: oversubscribed")
     # Every chunk pays the implementation's fixed cost; chunks run side by side, and a worker
     # with several (--chunks-per-worker) pays it for each in turn.
     per_worker = math.ceil(tasks(data, case) / workers) if t.dispatch_s else 1
-    compute = _host_compute(case, ceil, parallel, notes) + ceil.fixed_s(case) * per_worker
+    compute = (_host_compute(case, ceil, parallel, notes, arithmetic)
+               + ceil.fixed_s(case) * per_worker)
     ph = {phases.TRANSFER_IN: 0.0, phases.COMPUTE: compute, phases.TRANSFER_OUT: 0.0}
     if t.dispatch_s:
         ph[t.dispatch_phase] += dispatch_s(t, tasks(data, case), ceil)

@@ -209,7 +209,7 @@ def backend_traits(data: dict, name: str) -> BackendTraits:
     """The traits of backend `name` in a results dict: as the file recorded them, else (a file
     from before they were recorded) from the table of built-in backends, else what the
     backend's `gpu` and `parallel` flags say, with no costs the model could price."""
-    entry = data["backends"].get(name) or {}
+    entry = (data.get("backends") or {}).get(name) or {}
     stored = entry.get("traits")
     if isinstance(stored, dict):
         return BackendTraits.from_json(stored)

@@ -8,7 +8,7 @@ import math
 
 from gpukit import model, phases, records
 from gpukit.results import SKIPPED_AFTER_FAILURE
-from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, limits
+from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, footprint, limits
 from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase, fmt_n,
                                    fmt_n_est, fmt_s, index, is_gpu, max_workers, noise_bar,
                                    params_key, params_text, phase, series, transfer_share,
@@ -59,8 +59,9 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
         ptxt = f"[{params_text(pset)}] " if pset else ""
         out.extend(_fastest_findings(idx, pkey, ptxt, data))
         out.extend(_threads_findings(idx, pkey, ptxt, data, ceil))
-        for rule in (_process_findings, _mpi_findings, _scaling_findings):
+        for rule in (_process_findings, _mpi_findings):
             out.extend(rule(idx, pkey, ptxt, data))
+        out.extend(_scaling_findings(idx, pkey, ptxt, data, ceil))
         out.extend(_gpu_findings(data, idx, pkey, ptxt))
         out[start:] = [dataclasses.replace(f, params=pset) for f in out[start:]]
     out.extend(_model_findings(data, ceil, verdicts))
@@ -251,6 +252,45 @@ def _backends_with(data: dict, workers: str) -> list[tuple[str, records.BackendT
             for t in [records.backend_traits(data, name)] if t.workers == workers]
 
 
+def _pct_range(lo: float, hi: float) -> str:
+    lo_t, hi_t = f"{lo:.0%}", f"{hi:.0%}"
+    return lo_t if lo_t == hi_t else f"{lo_t[:-1]}-{hi_t}"
+
+
+def share_text(share, impl: str) -> str:
+    """A thread variant's measured serialized share in words: how much of its time it holds the
+    GIL (or, for an implementation whose threads share memory bandwidth, runs serialized), the
+    repetitions' spread, and what its released time does beyond the cores."""
+    e, lo, hi = (min(1.0, max(0.0, v)) for v in (share.share, share.low, share.high))
+    counts = ", ".join(map(str, share.workers))
+    where = f"from {counts} threads against one at n={fmt_n(share.n)}"
+    if e >= 0.5:
+        amount = "all" if f"{e:.0%}" == "100%" else f"about {e:.0%}"
+        spread = _pct_range(lo, hi)
+        if impl in model.MEMORY_SENSITIVE:
+            text = (f"runs serialized {amount} of its time (the GIL, or the memory bandwidth its "
+                    f"threads share; {spread} over the repetitions, {where})")
+        else:
+            text = f"holds the GIL {amount} of its time ({spread} over the repetitions, {where})"
+    else:
+        text = (f"releases the GIL for about {1 - e:.0%} of its time ({_pct_range(1 - hi, 1 - lo)}"
+                f" over the repetitions, {where})")
+    slower = share.contention()
+    if slower is not None:
+        worst = max((w for w in share.per_count if w <= share.cores), key=share.per_count.get)
+        text += (f", and its threads fight over it: {worst} threads took {slower:.2f}x one "
+                 f"thread's time")
+    if share.waiting is not None:
+        if share.waiting >= 0.5:
+            text += (f"; what it releases mostly waits rather than computes (about "
+                     f"{share.waiting:.0%}: sleep, I/O), so threads beyond the {share.cores} "
+                     f"cores still gain")
+        else:
+            text += (f"; what it releases computes, so threads beyond the {share.cores} cores "
+                     f"gain nothing")
+    return text
+
+
 def _threads_findings(idx, pkey, ptxt, data, ceil=None):
     reference = records.reference_backend(data)
     found = []
@@ -261,8 +301,11 @@ def _threads_findings(idx, pkey, ptxt, data, ceil=None):
 
 def _thread_pool_findings(idx, pkey, ptxt, data, ceil, backend, pool, reference):
     found = []
-    for impl in ("python", "numpy"):
-        label = f"{backend}/{impl}"
+    prefix = f"{backend}/"
+    labels = sorted({l for (p, l, _w, _n) in idx if p == pkey and l.startswith(prefix)},
+                    key=lambda l: (l != f"{prefix}python", l))
+    for label in labels:
+        impl = label.split("/")[1]
         w = max_workers(idx, pkey, label)
         serial = series(idx, pkey, f"{reference}/{impl}", 1)
         threads = series(idx, pkey, label, w) if w else {}
@@ -272,8 +315,22 @@ def _thread_pool_findings(idx, pkey, ptxt, data, ceil, backend, pool, reference)
         n = common[-1]
         speedup = wall(serial[n]) / wall(threads[n])
         numbers = {"impl": impl, "label": label, "workers": w, "n": n, "speedup": speedup}
-        if impl in model.GIL_HOLDING:
-            one = series(idx, pkey, label, 1).get(n)
+        share = ceil.shares.get((pkey, label)) if ceil else None
+        numbers["serialized"] = share.to_json() if share else None
+        one = series(idx, pkey, label, 1).get(n)
+        head = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: "
+                f"{speedup:.2f}x {reference}/{impl}")
+        if share is not None:
+            x = crossover_of_cases(serial, threads)
+            numbers["crossover"] = dataclasses.asdict(x)
+            numbers["crossover_n"] = x.n
+            text = (f"{head} at n={fmt_n(n)}; it {share_text(share, impl)}; threads beat "
+                    f"serial {x.text()}.")
+            if one is not None and w > 1:
+                text += _one_thread_text(one, serial[n], n, numbers, data, ceil, pool)
+        elif impl in model.GIL_HOLDING:
+            # No one-thread run beside more threads to measure the share from: judged by the
+            # gain, against the GIL this implementation holds by its kind.
             vs_one = wall(one) / wall(threads[n]) if one is not None and w > 1 else None
             numbers["speedup_vs_one_thread"] = vs_one
             gain = vs_one if vs_one is not None else speedup
@@ -289,19 +346,14 @@ def _thread_pool_findings(idx, pkey, ptxt, data, ceil, backend, pool, reference)
                            f"{spread:.0%})")
             else:
                 verdict = "it scales: this Python runs without the GIL"
-            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: "
-                    f"{speedup:.2f}x {reference}/{impl}"
-                    + (f", {vs_one:.2f}x one thread" if vs_one is not None else "")
+            text = (head + (f", {vs_one:.2f}x one thread" if vs_one is not None else "")
                     + f" at n={fmt_n(n)} ({verdict}).")
         else:
             x = crossover_of_cases(serial, threads)
             numbers["crossover"] = dataclasses.asdict(x)
             numbers["crossover_n"] = x.n
-            text = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: "
-                    f"{speedup:.2f}x {reference}/{impl} at "
-                    f"n={fmt_n(n)} (NumPy releases the GIL in each ufunc); threads beat serial "
-                    f"{x.text()}.")
-            one = series(idx, pkey, label, 1).get(n)
+            text = (f"{head} at n={fmt_n(n)} (no one-thread run beside more threads to measure "
+                    f"its serialized share); threads beat serial {x.text()}.")
             if one is not None and w > 1:
                 text += _one_thread_text(one, serial[n], n, numbers, data, ceil, pool)
         found.append(Finding("threads", text, numbers))
@@ -434,41 +486,76 @@ def _rank_findings(idx, pkey, ptxt, data, label, base):
                     + ", ".join(parts) + f"; {verdict}.", numbers)]
 
 
-def _scaling_findings(idx, pkey, ptxt, data):
+def _scaling_findings(idx, pkey, ptxt, data, ceil=None):
     labels = sorted({l for (p, l, _w, _n) in idx if p == pkey})
     results = [s for s in (scaling(idx, pkey, l) for l in labels) if s is not None]
     if not results:
         return []
     parts = []
-    superlinear = False
+    regimes: set[str] = set()
+    numbers = {}
     for s in results:
-        eff = ", ".join(f"{w}: {e:.0%}" for w, e in zip(s.workers, s.efficiency))
+        above = {w: efficiency_regime(data, idx[(pkey, s.label, w, s.n)], s.workers[0], ceil)
+                 for w, e in zip(s.workers, s.efficiency) if round(100 * e) > 100}
+        regimes |= set(above.values())
+        eff = ", ".join(f"{w}: {e:.0%}" + (f" {above[w]}" if w in above else "")
+                        for w, e in zip(s.workers, s.efficiency))
+        numbers[s.label] = {**dataclasses.asdict(s), "above_100": above}
         backend, impl = (s.label.split("/") + [""])[:2]
-        gil_held = records.backend_traits(data, backend).shares_gil and impl in model.GIL_HOLDING
+        share = ceil.shares.get((pkey, s.label)) if ceil else None
+        # Measured where the run has a one-thread run beside more: above one half, the loop
+        # holds the GIL most of its time. Else judged by the implementation's kind.
+        gil_held = records.backend_traits(data, backend).shares_gil and (
+            share.share >= 0.5 if share is not None else impl in model.GIL_HOLDING)
         # Measured from the fewest workers to the most: `speedup` assumes the fewest scaled
         # perfectly where no one-worker run exists, which a GIL-holding loop does not.
         gain = s.wall_s[0] / s.wall_s[-1]
         if gil_held and gain < GIL_SPEEDUP:
             # The same test as the threads finding's: a few percent is not the GIL letting go.
             sat = "GIL-bound, no real gain"
-        elif gil_held and data["machine"].get("gil_enabled", True):
+        elif gil_held and share is None and data["machine"].get("gil_enabled", True):
             # The threads finding says the same: with the GIL on, a gain this large is noise.
             sat = "more than the GIL should allow: check the noise"
         elif s.saturates_at is not None:
             sat = f"no gain beyond {s.saturates_at} worker{'s' * (s.saturates_at > 1)}"
         else:
             sat = f"still gaining at {s.workers[-1]}"
-        superlinear = superlinear or max(s.efficiency) > 1 + MIN_CHANGE
         parts.append(f"{s.label} {s.speedup[-1]:.2f}x on {s.workers[-1]} at n={fmt_n(s.n)}, "
                      f"{sat} (efficiency {eff})")
     note = ("" if all(s.workers[0] == 1 for s in results)
             else " (speedup taken against the fewest workers where no one-worker run exists)")
-    if superlinear:
-        note += ("; an efficiency above 100% means the one-worker run paid for something the "
-                 "others split or avoided (its data out of cache, or the main thread's memory "
-                 "allocation)")
-    return [Finding("scaling", f"{ptxt}scaling: " + "; ".join(parts) + note + ".",
-                    {s.label: dataclasses.asdict(s) for s in results})]
+    for tag in sorted(regimes):
+        note += f"; {EFFICIENCY_REGIMES[tag]}"
+    return [Finding("scaling", f"{ptxt}scaling: " + "; ".join(parts) + note + ".", numbers)]
+
+
+# Why a variant's efficiency can pass 100% (its one-worker run is the ceiling), by the tag the
+# efficiency list names it with.
+EFFICIENCY_REGIMES = {
+    "in cache": ("efficiency above 100% in cache: each worker's share of the data fits its "
+                 "core's L2 cache, where one worker's whole did not"),
+    "smaller messages": ("efficiency above 100% with smaller messages: each worker's share is "
+                         "pickled at a higher rate per byte than one worker's whole (the pickle "
+                         "curve `gpukit limits` measures)"),
+    "one slow": ("efficiency above 100% where one worker ran slow: its run paid for something "
+                 "the others split or avoided (the main thread's memory allocation, or load "
+                 "during its repetitions)"),
+}
+
+
+def efficiency_regime(data: dict, case: dict, fewest: int, ceil) -> str:
+    """Why `case` ran more than its worker count times faster than the same variant on
+    `fewest` workers: the tag of EFFICIENCY_REGIMES that applies."""
+    l2 = (data["machine"].get("caches") or {}).get("l2_bytes")
+    size, workers = footprint(case), case["workers"]
+    if (case.get("variant") or {}).get("options", {}).get("transfer") == "pickle" and ceil:
+        whole = case["work"]["bytes_in"] / fewest
+        rate_whole, rate_share = ceil.pickle_gbps(whole), ceil.pickle_gbps(whole * fewest / workers)
+        if rate_whole and rate_share and rate_share > (1 + MIN_CHANGE) * rate_whole:
+            return "smaller messages"
+    if l2 and size / workers <= l2 < size / fewest:
+        return "in cache"
+    return "one slow"
 
 
 def _gpu_findings(data, idx, pkey, ptxt):

@@ -8,9 +8,19 @@ import dataclasses
 from gpukit import model, phases, records
 from gpukit.analysis.cases import (device_phase, fmt_s, index, intensity, is_gpu, params_key,
                                    phase, run_phases, series, wall)
+from gpukit.limits import host
 
-# A case faster than its ceiling by more than timing noise: the ceiling's conditions differ.
-OVER_CEILING_PCT = 110.0
+# What `gpukit limits` measures the host ceilings on: memory by copying this many bytes (read
+# and written), beyond every cache (its quick plan copies less); a core's NumPy rate on blocks
+# of float32 points, x and the accumulator, of this many bytes.
+COPY_BYTES = {False: 2 * host.FULL.copy_bytes, True: 2 * host.QUICK.copy_bytes}
+RATE_BLOCK_BYTES = 2 * 4 * host.FULL.numpy_block
+# Without the machine's cache sizes (results from before gpukit recorded them): data this many
+# times smaller than the copy `limits` measures is taken to stay in cache.
+CACHE_FRACTION = 8
+# The regimes a figure above its ceiling is in, as a table cell names them.
+IN_CACHE = "in cache"
+CEILING_LOW = "ceiling low"
 # A phase or cost "dominates" above this share of a case's time.
 DOMINANT_SHARE = 0.5
 # Threads with a GIL-holding implementation "do not scale" below this speedup over one thread:
@@ -26,6 +36,10 @@ class Limit:
     short: str               # for a table cell
     text: str                # a sentence with its numbers and what to do about it
     percent: float | None = None   # of the ceiling it is held against, where one is known
+    ceiling: str = ""        # that ceiling's figure name
+    # Where the percentage rounds above 100: the case's regime, which the ceiling was not
+    # measured in ("in cache", "2 at once"), or CEILING_LOW where the regimes are the same.
+    regime: str | None = None
 
 
 def _pct(value: float, ceiling: float | None) -> float | None:
@@ -40,18 +54,6 @@ def _of(percent: float | None, ceiling: float | None, unit: str, name: str, ceil
     if name == model.KERNEL_RATE:
         return f"({percent:.0f}% of {ceiling:.3g} {unit}, {name} in this run)"
     src = "" if ceil.sources.get(name) == model.LIMITS_SOURCE else ", the best this run reached"
-    if percent > OVER_CEILING_PCT and not src and unit == "GFLOP/s":
-        # An arithmetic rate is measured on a cache-sized block by `limits`' own loop, at
-        # another moment: a case cannot beat it by staying in cache.
-        return (f"({percent:.0f}% of {ceiling:.3g} {unit}: above that ceiling, which `gpukit "
-                f"limits` measured with its own loop at another moment; on a busy machine it "
-                f"ran slow then, so measure it again on a quiet one)")
-    if percent > OVER_CEILING_PCT and not src:
-        # `gpukit limits` measures on data larger than the caches (and pickling on one stream);
-        # a small problem's data can stay in cache, and several workers move data side by side.
-        return (f"({percent:.0f}% of {ceiling:.3g} {unit}: above that ceiling, which is measured "
-                f"on data larger than the caches by one worker, so this case's data likely "
-                f"stayed in cache or moved on several workers at once)")
     return f"({percent:.0f}% of {ceiling:.3g} {unit}{src})"
 
 
@@ -61,7 +63,61 @@ def limit(data: dict, case: dict, ceil: model.Ceilings, idx: dict | None = None)
     total = sum(ph.values()) or wall(case)
     dominant = max(ph, key=ph.get)
     rule = _gpu_limit if is_gpu(case, data) else _host_limit
-    return rule(data, case, ceil, idx, ph, total, dominant)
+    lim = rule(data, case, ceil, idx, ph, total, dominant)
+    if lim.percent is None or round(lim.percent) <= 100:
+        return lim
+    tag, why = over_ceiling(data, case, lim.ceiling, ceil)
+    return dataclasses.replace(lim, regime=tag, short=f"{lim.short} {tag}",
+                               text=f"{lim.text}. Above 100%: {why}")
+
+
+def mib(nbytes: float) -> str:
+    return f"{nbytes / 2 ** 20:.3g} MiB"
+
+
+def footprint(case: dict) -> int:
+    """The bytes one run reads and writes: what stays in cache between repetitions, or not."""
+    return case["work"]["bytes_in"] + case["work"]["bytes_out"]
+
+
+def over_ceiling(data: dict, case: dict, name: str, ceil: model.Ceilings) -> tuple[str, str]:
+    """Why a case ran above the ceiling it is held against: (the regime's tag, a sentence).
+
+    Either the case runs in a regime the ceiling was not measured in (its data stays in a cache
+    that the ceiling's does not fit; several workers move data where the ceiling is one
+    stream's), or the regimes are the same and the ceiling was measured low."""
+    caches = data["machine"].get("caches") or {}
+    l2, l3 = caches.get("l2_bytes"), caches.get("l3_bytes")
+    size, workers = footprint(case), case["workers"]
+    if name == "host_copy_1t_gbps":
+        copy = COPY_BYTES[ceil.rough]
+        if (size <= l3) if l3 else (size * CACHE_FRACTION <= copy):
+            where = f"the {mib(l3)} L3 cache" if l3 else "cache"
+            return IN_CACHE, (f"in cache: its {mib(size)} stay in {where} between repetitions, "
+                              f"while the ceiling is memory's, measured copying {mib(copy)}, "
+                              f"beyond every cache; so it can pass that ceiling")
+    if name in model.IMPL_RATE.values() and l2 and size / workers <= l2 < RATE_BLOCK_BYTES:
+        return IN_CACHE, (f"in cache: its {mib(size / workers)} a worker stay in the {mib(l2)} "
+                          f"L2 cache, while `gpukit limits` rates a core on "
+                          f"{mib(RATE_BLOCK_BYTES)} blocks, which do not fit there")
+    if workers > 1 and name == "pickle_gbps":
+        # Shared memory is not among them: the parent makes those copies alone.
+        return f"{workers} at once", (f"{workers} workers at once: the ceiling is one stream's "
+                                      f"(one worker's round trip), and the workers unpickle and "
+                                      f"pickle their chunks side by side")
+    if name == model.KERNEL_RATE:
+        return CEILING_LOW, ("ceiling low: this size ran faster per FLOP than the kernel's own "
+                             "rate, fitted through its serial runs at the smallest and largest "
+                             "size")
+    if ceil.sources.get(name) != model.LIMITS_SOURCE:
+        return CEILING_LOW, (f"ceiling low: it is the best this run reached on one worker "
+                             f"({ceil.sources.get(name, 'derived')}), a lower bound on the "
+                             f"machine's; `gpukit limits` measures the machine's own")
+    rough = ", and rough: from `gpukit limits --quick`" if ceil.rough else ""
+    return CEILING_LOW, (f"ceiling low: this case runs as the ceiling was measured, so the "
+                         f"ceiling came out low (`gpukit limits` keeps the best of its timed "
+                         f"runs, and on a busy machine other work can cut them all{rough}); "
+                         f"run `gpukit limits --refresh` on a quiet machine")
 
 
 def _gpu_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
@@ -92,7 +148,7 @@ def _gpu_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
                   else "overlap copies with streams, or keep the data on the GPU between calls")
         return Limit(dominant, "transfer", f"PCIe {memory}" + (f" {pct:.0f}%" if pct else ""),
                      f"transfer-bound (PCIe, {memory}): {moved / total:.0%} of the time copying "
-                     f"at {gbps:.3g} GB/s {against}; {advice}", pct)
+                     f"at {gbps:.3g} GB/s {against}; {advice}", pct, h2d_name)
     return _roofline_limit(case, ceil, dominant, device_phase(case, phases.COMPUTE),
                            ceil.get("d2d_gbps"), "d2d_gbps", ceil.get("fma_gflops"), "fma_gflops",
                            "the GPU")
@@ -104,16 +160,25 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
     workers = case["workers"]
     impl = case["impl"]
     pool = model.traits(data, case)
-    if impl in model.GIL_HOLDING and pool.shares_gil and workers > 1:
+    share = ceil.share(case)
+    # Measured where the run has one thread beside more; else judged by the implementation. A
+    # NumPy variant's serialized share is measured at the largest size, where its threads wait
+    # on the memory they share rather than on the GIL: it does not make small sizes GIL-bound.
+    measured = share is not None and impl not in model.MEMORY_SENSITIVE
+    holds = share.share >= 0.5 if measured else impl in model.GIL_HOLDING
+    if holds and pool.shares_gil and workers > 1:
         reference = records.reference_backend(data)
         one = series(idx, pkey, case["label"], 1).get(case["n"]) or \
             series(idx, pkey, f"{reference}/{impl}", 1).get(case["n"])
         if one is not None:
             sp = wall(one) / wall(case)
             if sp < GIL_SPEEDUP:
+                why = (f"the {impl} loop holds the GIL" if share is None else
+                       f"the {impl} loop holds the GIL {min(share.share, 1.0):.0%} of its time "
+                       f"(measured)")
                 return Limit(dominant, "GIL", "GIL",
-                             f"GIL-bound: {workers} threads run {sp:.2f}x one, because the "
-                             f"{impl} loop holds the GIL; use processes or NumPy")
+                             f"GIL-bound: {workers} threads run {sp:.2f}x one, because {why}; "
+                             f"use processes or NumPy")
     if pool.dispatch_s:
         count = model.tasks(data, case)
         cost = model.dispatch_s(pool, count, ceil)
@@ -142,22 +207,24 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
         pct = _pct(gbps, cap)
         return Limit(dominant, "transfer", f"{transfer or 'transfer'}" + (f" {pct:.0f}%" if pct else ""),
                      f"transfer-bound ({how}): {moved / total:.0%} of the time moving data at "
-                     f"{gbps:.3g} GB/s {_of(pct, cap, 'GB/s', name, ceil)}; {advice}", pct)
+                     f"{gbps:.3g} GB/s {_of(pct, cap, 'GB/s', name, ceil)}; {advice}", pct, name)
     parallel = min(workers, model.cores(data))
-    if impl in model.GIL_HOLDING and pool.shares_gil:
-        parallel = 1
     rate, rate_name = ceil.rate(case)
+    # On threads, the arithmetic runs as many times one thread's speed as the measured
+    # serialized share allows (or none faster for a GIL-holding kind, where unmeasured).
+    arithmetic = model.thread_speedup(case, ceil, pool.shares_gil)
     if impl not in model.MEMORY_SENSITIVE:
         gflops = work["flops"] / phase(case, phases.COMPUTE) / 1e9
-        cap = rate * parallel if rate else None
+        effective = parallel if arithmetic is None else arithmetic
+        cap = rate * effective if rate else None
         pct = _pct(gflops, cap)
         # NumPy's rate for this kernel where the run has it, not polyval's multiply-adds.
         numpy_rate = ceil.rate({**case, "impl": "numpy"})[0]
-        vs = (f"; NumPy runs {numpy_rate / (gflops / parallel):.0f}x faster per core here"
+        vs = (f"; NumPy runs {numpy_rate / (gflops / effective):.0f}x faster per core here"
               if numpy_rate and gflops > 0 else "; vectorize it (NumPy)")
         return Limit(dominant, "interpreter", "interpreter",
                      f"interpreter-bound: the pure-Python loop runs at {gflops:.3g} GFLOP/s "
-                     f"{_of(pct, cap, 'GFLOP/s', rate_name, ceil)}{vs}", pct)
+                     f"{_of(pct, cap, 'GFLOP/s', rate_name, ceil)}{vs}", pct, rate_name)
     fixed, compute = ceil.fixed_s(case), phase(case, phases.COMPUTE)
     if compute > 0 and fixed / compute > DOMINANT_SHARE:
         # A small problem: a roofline percentage would blame memory for what is call overhead.
@@ -182,11 +249,11 @@ def _roofline_limit(case, ceil, dominant, compute_s, bw, bw_name, rate, rate_nam
         pct = _pct(gbps, bw)
         return Limit(dominant, "memory", f"memory {pct:.0f}%",
                      f"memory-bound on {where}: {gbps:.3g} GB/s {_of(pct, bw, 'GB/s', bw_name, ceil)}"
-                     f"; more FLOPs per byte would come free", pct)
+                     f"; more FLOPs per byte would come free", pct, bw_name)
     pct = _pct(gflops, rate)
     return Limit(dominant, "compute", f"compute {pct:.0f}%" if pct is not None else "compute",
                  f"compute-bound on {where}: {gflops:.3g} GFLOP/s "
-                 f"{_of(pct, rate, 'GFLOP/s', rate_name, ceil)}", pct)
+                 f"{_of(pct, rate, 'GFLOP/s', rate_name, ceil)}", pct, rate_name)
 
 
 def limits(data: dict, ceil: model.Ceilings) -> dict[tuple, Limit]:

@@ -91,7 +91,8 @@ def _threads(found: dict[str, Finding], an: Analysis, idx: dict, pset: dict) -> 
         nums = f.numbers
         impl, w = nums["impl"], nums["workers"]
         label = nums["label"]
-        entry = {"label": label, "workers": w, "n": nums["n"], "speedup": nums["speedup"]}
+        entry = {"label": label, "workers": w, "n": nums["n"], "speedup": nums["speedup"],
+                 "serialized": nums.get("serialized")}
         if "crossover" in nums:
             entry["crossover"] = nums["crossover"]
             ran = sorted(series(idx, params_key(pset), label, w))

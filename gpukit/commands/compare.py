@@ -153,6 +153,7 @@ def run(args) -> int:
         stored = stored or ceilings.load(results.data["machine"])
         if stored:
             results.data["ceilings"] = stored
+        record_serialized(results.data)
         path, save_error = _save(results, args.output)
     data = results.data
     an = analysis.analyze(data)
@@ -174,6 +175,17 @@ def run(args) -> int:
         print(f"error: {counts['failed']} case(s) failed; see the table and {path}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def record_serialized(data: dict) -> None:
+    """Each thread variant's serialized share into the results, as the findings and the model
+    take it from the cases, so that the file says it to readers without gpukit. It is derived,
+    so a failure here must not cost the save: the report derives it again."""
+    from gpukit import serialized
+    try:
+        data["serialized"] = serialized.to_json(data)
+    except (ArithmeticError, KeyError, TypeError, ValueError):
+        data.pop("serialized", None)
 
 
 def machine_ceilings(err) -> dict | None:

@@ -41,6 +41,11 @@ class HostPlan:
     pickle_reps: int = 3
     numpy_block: int = 256 * 1024       # polyval's NUMPY_BLOCK (a test checks)
     numpy_steps: int = 250
+    # Steps per timed batch: about 1 ms, shorter than a scheduler's time slice, so that on a
+    # machine shared with other work the best batch still ran undisturbed. Timing all 250
+    # steps at once (about 10 ms) read 8 GFLOP/s where polyval's 64-step blocks ran at 16, on
+    # the 2-core dev VM under load.
+    numpy_batch: int = 25
     python_points: int = 3000
     python_degree: int = 64
     reps: int = 3
@@ -49,7 +54,7 @@ class HostPlan:
 FULL = HostPlan()
 QUICK = HostPlan(copy_bytes=64 * 1024 ** 2, copy_reps=2, pool_reps=1, dispatch_count=50,
                  thread_count=50, pickle_sizes=(1024 ** 2, 16 * 1024 ** 2), pickle_reps=2,
-                 numpy_steps=25, python_points=300, reps=1)
+                 numpy_steps=25, numpy_batch=5, python_points=300, reps=1)
 
 
 # -- pure helpers --------------------------------------------------------------------------------
@@ -178,13 +183,18 @@ def measure_process_pool(plan: HostPlan, workers: int) -> tuple[dict, dict]:
     return figures, {"pickle": {"sizes_bytes": list(plan.pickle_sizes), "gbps": rates}}
 
 
+PICKLE_BYTES_PER_REP = 16 * 1024 ** 2
+
+
 def _pickle_gbps(pool, nbytes: int, reps: int, round_trip_s: float) -> float:
     """An array of `nbytes` pickled to a worker and back: bytes per second each way, the best of
     `reps`, without the task's round trip (the model prices that apart, as dispatch)."""
     import numpy as np
     array = np.ones(nbytes // 8, dtype=np.float64)
     times = []
-    for _ in range(reps):
+    # Small messages take a few ms a round trip: more of them, so that on a machine shared with
+    # other work the best one ran undisturbed (as many bytes in all as `reps` of 16 MiB).
+    for _ in range(max(reps, reps * PICKLE_BYTES_PER_REP // max(1, nbytes))):
         t0 = clock()
         back = pool.submit(_echo, array).result()
         times.append(clock() - t0)
@@ -295,7 +305,8 @@ def measure_copy(plan: HostPlan, workers: int) -> dict:
 
 def measure_numpy_rate(plan: HostPlan) -> dict:
     """Horner steps as polyval's NumPy implementation runs them: in-place multiply and add on a
-    cache-sized float32 block, 2 FLOPs per element per step, one thread."""
+    cache-sized float32 block, 2 FLOPs per element per step, one thread; the best of short
+    batches of steps."""
     import numpy as np
     x = np.linspace(0.5, 0.99, plan.numpy_block, dtype=np.float32)
     acc = np.ones(plan.numpy_block, dtype=np.float32)
@@ -303,14 +314,15 @@ def measure_numpy_rate(plan: HostPlan) -> dict:
     for _ in range(10):
         np.multiply(acc, x, out=acc)
         np.add(acc, c, out=acc)
+    batch = max(1, min(plan.numpy_batch, plan.numpy_steps))
     times = []
-    for _ in range(plan.reps):
+    for _ in range(plan.reps * max(1, plan.numpy_steps // batch)):
         t0 = clock()
-        for _ in range(plan.numpy_steps):
+        for _ in range(batch):
             np.multiply(acc, x, out=acc)
             np.add(acc, c, out=acc)
         times.append(clock() - t0)
-    flops = 2 * plan.numpy_block * plan.numpy_steps
+    flops = 2 * plan.numpy_block * batch
     return {"host_numpy_1t_gflops": flops / min(times) / 1e9}
 
 
