@@ -23,6 +23,8 @@ Beside that model, three figures keep Python's own speed out of what is said abo
   Its event intervals become the run's `phases_s` (what the GPU spent); the timed run's own
   intervals, which include the GPU waiting for Python to issue the next call, are kept as
   `extra["unheld_phases_s"]`, and `wall_s` stays the timed run's host clock.
+  `extra["held_replay"]` gives the hold and whether the host had queued everything up to the
+  copies out inside it (`queue_full`). Settings `held_replay: false` turns the replay off.
 
 An adapter also says whether its library offers a NumPy-style array namespace on the device
 (`offers_array_namespace`, `array_namespace()`): what a kernel written against `xp` runs on.
@@ -333,10 +335,12 @@ class GpuBackend(Backend):
         timing = cc.gpu_run_timing(event_s, marks)
         if sum(event_s) < HELD_REPLAY_BELOW_S and self.settings.get("held_replay", True):
             hold_s = min(HOLD_MAX_S, max(HOLD_MIN_S, 2 * (enqueued - marks[0])))
-            t0 = self.clock()
+            held_marks = [self.clock()]
             spin(dev, self._spin_function(), hold_s, stream)
-            self._enqueue_one_stream(self._held_events, host_out, [])
-            queued_s = self.clock() - t0
+            self._enqueue_one_stream(self._held_events, host_out, held_marks)
+            # Queued in time if the copies out began inside the hold: a pageable copy out
+            # returns only when done, so the end of the enqueue says nothing.
+            queued_s = held_marks[-1] - held_marks[0]
             self._synchronize(stream)
             held = {p: dev.elapsed_s(self._held_events[i], self._held_events[i + 1])
                     for i, p in enumerate(phases.RUN_PHASES)}
