@@ -52,6 +52,15 @@ def variant_of(cls, memory, streamed=False):
                 if v.option("memory") == memory and cc.is_streamed(v) == streamed)
 
 
+def polyval_session(cls, memory="pinned", settings=PLAIN, n=100, clock=None):
+    """An open session with polyval k=3 at `n` prepared: (session, its prepare's Startup)."""
+    kernel = kernels.load("polyval")
+    session = cls(variant_of(cls, memory), 1, settings, **({"clock": clock} if clock else {}))
+    session.open()
+    params = kernel.resolve_params({"k": 3})
+    return session, session.prepare(kernel, params, kernel.make_inputs(n, params, seed=n))
+
+
 def check_against_reference(out, inputs, params):
     kernel = kernels.load("polyval")
     check = kernel.check(out, kernel.reference(inputs, params), inputs, params)
@@ -159,11 +168,8 @@ def test_rows_a_kernel_leaves_alone_fail_the_check_as_unwritten(fake, memory, tm
 
 def test_first_launch_and_the_timed_empty_launches_are_given_n_zero(fake):
     gpu, cls = fake
-    kernel = kernels.load("polyval")
-    session = cls(variant_of(cls, "pinned"), 1, PLAIN)
-    session.open()
-    params = kernel.resolve_params({"k": 3})
-    session.prepare(kernel, params, kernel.make_inputs(100, params))
+    session, _ = polyval_session(cls)
+    kernel, params = kernels.load("polyval"), kernels.load("polyval").resolve_params({"k": 3})
     # The first launch, which loads the module, is one too: the inputs aren't on the device yet.
     assert "kernel" not in gpu.log
     assert gpu.log.count("empty") == 1 + cc.EMPTY_LAUNCH_REPS
@@ -489,15 +495,11 @@ def test_the_context_is_created_once_before_any_session_and_charged_to_none(fake
 
 def test_launch_figures_are_the_hosts_issue_cost_and_the_devices_queued_launch(fake):
     gpu, cls = fake
-    kernel = kernels.load("polyval")
     # A host clock of 1 us a reading: the 20 launches are queued well inside the 2 ms hold.
     ticks = itertools.count()
-    session = cls(variant_of(cls, "pinned"), 1, PLAIN, clock=lambda: next(ticks) * 1e-6)
-    session.open()
-    params = kernel.resolve_params({"k": 3})
-    del gpu.log[:]
-    facts = session.prepare(kernel, params, kernel.make_inputs(100, params)).facts
-    held = gpu.log[gpu.log.index("spin"):]
+    session, prepared = polyval_session(cls, clock=lambda: next(ticks) * 1e-6)
+    facts = prepared.facts
+    held = gpu.log[gpu.log.index("spin"):gpu.log.index("spin") + 4 + cc.EMPTY_LAUNCH_REPS]
     assert held == ["spin", "event"] + ["empty"] * cc.EMPTY_LAUNCH_REPS + ["event", "sync"]
     assert facts["empty_launch_s"] == pytest.approx(EMPTY_KERNEL_S)  # device, back to back
     assert facts["empty_launch_host_s"] == pytest.approx(1e-6 / cc.EMPTY_LAUNCH_REPS)
@@ -507,11 +509,7 @@ def test_launch_figures_are_the_hosts_issue_cost_and_the_devices_queued_launch(f
 
 def test_launch_bound_compares_the_kernel_with_the_devices_launch(fake, monkeypatch):
     _gpu, cls = fake
-    kernel = kernels.load("polyval")
-    session = cls(variant_of(cls, "pinned"), 1, {**PLAIN, "held_replay": False})
-    session.open()
-    params = kernel.resolve_params({"k": 3})
-    session.prepare(kernel, params, kernel.make_inputs(100, params))
+    session, _ = polyval_session(cls, settings={**PLAIN, "held_replay": False})
     assert session.run()[1].extra["launch_bound"] is False  # 2 ms against 0.5 ms
     monkeypatch.setattr(gpu_fakes, "KERNEL_S", 0.9e-3)
     monkeypatch.setattr(gpu_fakes, "EMPTY_KERNEL_S", 0.5e-3)
@@ -550,11 +548,7 @@ def test_a_small_run_is_replayed_behind_a_held_stream_for_the_devices_phases(fak
 
 def test_runs_whose_device_time_is_long_are_not_replayed(fake):
     gpu, cls = fake
-    kernel = kernels.load("polyval")
-    session = cls(variant_of(cls, "pinned"), 1, PLAIN)
-    session.open()
-    params = kernel.resolve_params({"k": 3})
-    session.prepare(kernel, params, kernel.make_inputs(100, params))
+    session, _ = polyval_session(cls)
     del gpu.log[:]
     timing = session.run()[1]  # 7 ms of fake device time
     assert "spin" not in gpu.log and "held_replay" not in timing.extra
