@@ -218,6 +218,7 @@ def test_startup_steps_and_facts(polyval, name, memory):
     assert first.facts["compile_warm_cache"] in ("hit", "disabled")
     assert 0 < first.facts["empty_launch_s"] < 1e-3
     assert 0 < first.facts["empty_launch_host_s"] < 1e-3
+    assert 0 < first.facts["launch_to_launch_s"] <= 1.5 * first.facts["empty_launch_s"]
     assert first.facts["empty_launch_queue_full"] is True
     assert first.facts["l2_flush_bytes"] == cc.FLUSH_L2_MULTIPLE * startup.facts["l2_bytes"]
 

@@ -172,9 +172,9 @@ def test_first_launch_and_the_timed_empty_launches_are_given_n_zero(fake):
     kernel, params = kernels.load("polyval"), kernels.load("polyval").resolve_params({"k": 3})
     # The first launch, which loads the module, is one too: the inputs aren't on the device yet.
     assert "kernel" not in gpu.log
-    assert gpu.log.count("empty") == 1 + cc.EMPTY_LAUNCH_REPS
+    assert gpu.log.count("empty") == 1 + 2 * cc.EMPTY_LAUNCH_REPS
     session.prepare(kernel, params, kernel.make_inputs(200, params))
-    assert gpu.log.count("empty") == 1 + cc.EMPTY_LAUNCH_REPS
+    assert gpu.log.count("empty") == 1 + 2 * cc.EMPTY_LAUNCH_REPS
     session.close()
 
 
@@ -499,9 +499,13 @@ def test_launch_figures_are_the_hosts_issue_cost_and_the_devices_queued_launch(f
     ticks = itertools.count()
     session, prepared = polyval_session(cls, clock=lambda: next(ticks) * 1e-6)
     facts = prepared.facts
-    held = gpu.log[gpu.log.index("spin"):gpu.log.index("spin") + 4 + cc.EMPTY_LAUNCH_REPS]
-    assert held == ["spin", "event"] + ["empty"] * cc.EMPTY_LAUNCH_REPS + ["event", "sync"]
-    assert facts["empty_launch_s"] == pytest.approx(EMPTY_KERNEL_S)  # device, back to back
+    reps = cc.EMPTY_LAUNCH_REPS
+    held = gpu.log[gpu.log.index("spin"):gpu.log.index("spin") + 4 + 3 * reps]
+    # Back to back with events around the queue, then each between two events; one wait.
+    assert held == (["spin", "event"] + ["empty"] * reps + ["event"] + ["empty", "event"] * reps
+                    + ["sync"])
+    assert facts["empty_launch_s"] == pytest.approx(EMPTY_KERNEL_S)  # the device's, each
+    assert facts["launch_to_launch_s"] == pytest.approx(EMPTY_KERNEL_S)
     assert facts["empty_launch_host_s"] == pytest.approx(1e-6 / cc.EMPTY_LAUNCH_REPS)
     assert facts["empty_launch_queue_full"] is True
     session.close()
