@@ -296,7 +296,7 @@ def transfer_rows(report: Report, name: str, n: int, runs, ceil: Ceilings) -> No
         moved = nbytes + (8 if direction == "h2d" else 0)
         gbps = moved / device_phase(runs, phase) / 1e9
         ceiling, src = ceil.get(f"{direction}_pinned_gbps", ceil.pinned_gbps, direction, nbytes)
-        report.add(f"{name} pinned {direction.upper()} {nbytes // MiB} MiB", gbps, "GB/s",
+        report.add(f"{name} pinned {direction.upper()} {cc.size_text(nbytes)}", gbps, "GB/s",
                    f">= {TARGETS['pinned_vs_ceiling']:.0%} of pinned ceiling", ceiling,
                    gbps / ceiling, gbps >= TARGETS["pinned_vs_ceiling"] * ceiling,
                    f"ceiling: {src}")
