@@ -5,7 +5,7 @@ CPU and GPU), so `compare` and `report` can use them without paying for them eve
 figure is optional: a CPU-only machine has no GPU figures, and a reader says which it lacks.
 
 Names carry their units. Bandwidths count bytes moved one way for transfers and bytes read plus
-bytes written for copies inside one memory (as the device-to-device ceiling in CEILINGS.md does).
+bytes written for copies inside one memory (as device-to-device copy benchmarks do).
 """
 
 from __future__ import annotations

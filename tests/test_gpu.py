@@ -284,7 +284,7 @@ def test_pycuda_leaves_the_threads_context_as_it_found_it(polyval):
 
 # The polyval kernel against this GPU's own ceilings, both measured here with CuPy: a
 # device-to-device cudaMemcpy (bytes read + written) and a float32 FMA kernel with 8 independent
-# chains per thread (as in shared/CEILINGS.md). Targets: >= 85% of copy bandwidth at k=1 and
+# chains per thread (as kernels/limits.cu's). Targets: >= 85% of copy bandwidth at k=1 and
 # >= 90% of the FMA rate at k=4096, at n = 2**26.
 
 FMA_PEAK_SOURCE = r"""

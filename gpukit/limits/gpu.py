@@ -63,7 +63,7 @@ class GpuPlan:
     large_reps: int = 5        # a pageable GiB takes about 0.15 s
     warmup: int = 2
     latency_count: int = 200
-    bidir_bytes: int = 256 * MiB   # as in CEILINGS.md
+    bidir_bytes: int = 256 * MiB
     bidir_reps: int = 5
     d2d_bytes: int = 1 * GiB
     d2d_reps: int = 10
@@ -71,7 +71,7 @@ class GpuPlan:
     launch_sync_count: int = 2000
     launch_device_count: int = 200
     launch_reps: int = 5
-    fma_iters: int = 65536     # about 5 ms a launch on an H100
+    fma_iters: int = 65536     # milliseconds a launch on a data-center GPU
     fma_reps: int = 5
 
     def reps_for(self, nbytes: int) -> int:
