@@ -5,7 +5,7 @@ CPU and GPU), so `compare` and `report` can use them without paying for them eve
 figure is optional: a CPU-only machine has no GPU figures, and a reader says which it lacks.
 
 Names carry their units. Bandwidths count bytes moved one way for transfers and bytes read plus
-bytes written for copies inside one memory (as the device-to-device ceiling in CEILINGS.md does).
+bytes written for copies inside one memory (as device-to-device copy benchmarks do).
 """
 
 from __future__ import annotations
@@ -47,11 +47,12 @@ FIGURES = {
     "bidir_speedup": "the two copies at once vs one after the other (times, same sizes)",
     "copy_latency_s": "a 4 KiB copy, either way",
     "d2d_gbps": "device-to-device copy (read + write)",
-    "launch_cupy_s": "empty kernel through CuPy, queued",
+    "launch_cupy_s": "empty kernel through CuPy, queued: the host's cost to issue one",
     "launch_cupy_sync_s": "empty kernel through CuPy, with synchronize",
-    "launch_pycuda_s": "empty kernel through PyCUDA, plain call",
-    "launch_pycuda_sync_s": "empty kernel through PyCUDA, plain call with synchronize",
-    "launch_pycuda_prepared_s": "empty kernel through PyCUDA, prepared call",
+    "launch_cupy_device_s": "empty kernels through CuPy, queue held full: the device's time each",
+    "launch_pycuda_s": "empty kernel through PyCUDA's prepared call, queued: the host's cost",
+    "launch_pycuda_sync_s": "empty kernel through PyCUDA's prepared call, with synchronize",
+    "launch_pycuda_device_s": "empty kernels through PyCUDA, queue held full: the device's time",
     "fma_gflops": "float32 FMA rate of the GPU",
 }
 

@@ -197,7 +197,7 @@ LEGACY_TRAITS = {
                           launch_s="launch_cupy_s", launch_sync_s="launch_cupy_sync_s",
                           launch_queued_s="launch_cupy_s"),
     "pycuda": BackendTraits(device=GPU, shares_memory=False, moves_data=(PCIE,),
-                            phases=_RUN_PHASES, launch_s="launch_pycuda_prepared_s",
+                            phases=_RUN_PHASES, launch_s="launch_pycuda_s",
                             launch_sync_s="launch_pycuda_sync_s",
                             launch_queued_s="launch_pycuda_s"),
 }
