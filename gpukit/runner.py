@@ -50,6 +50,7 @@ class Sweep:
             "kernel": self.kernel.name,
             "kernel_spec": self.kernel.spec,
             "kernel_multiply_add": self.kernel.multiply_add_work,
+            "kernel_rowwise": self.kernel.rowwise,
             "implementations": self.kernel.describe()["implementations"],
             "param_sets": list(self.param_sets),
             "sizes": list(self.sizes),

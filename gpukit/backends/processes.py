@@ -30,7 +30,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from gpukit.backends.base import (Backend, RunTiming, Startup, Variant, chunk_bounds, host_phases,
+from gpukit.backends.base import (Backend, RunTiming, Startup, Variant, host_phases, row_chunks,
                                   slice_rows)
 from gpukit.errors import UsageError
 from gpukit.kernels.base import mark_unwritten, run_impl
@@ -162,7 +162,8 @@ class ProcessesBackend(Backend):
         self._kernel, self._params, self._inputs = kernel, params, inputs
         self._impl = self.variant.impl
         self._n = next(iter(inputs.split.values())).shape[0]
-        self._bounds = chunk_bounds(self._n, self.settings.get("chunks_per_worker", 1) * self.workers)
+        self._bounds = row_chunks(kernel, self._n,
+                                  self.settings.get("chunks_per_worker", 1) * self.workers)
         self._transfer = self.variant.option("transfer")
         if self._transfer != "shm":
             return Startup()

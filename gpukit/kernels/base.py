@@ -118,6 +118,9 @@ class Kernel:
     # Its FLOPs are multiply-adds, the work `gpukit limits` rates a core at. Otherwise (exp,
     # log, compares, divisions...) the model rates the kernel by its own serial run instead.
     multiply_add_work: bool = False
+    # Its rows are independent, so the split inputs may be cut into chunks of rows (threads,
+    # processes, MPI ranks). False: every problem runs whole, on one worker.
+    rowwise: bool = True
 
     # -- definition ------------------------------------------------------------------------
 
