@@ -256,7 +256,7 @@ class ArrayKernel(Kernel):
             named = dict(result)
             if not all(isinstance(k, str) for k in named):
                 raise KernelError(f"{who} returned a dict whose keys are not all strings")
-        elif isinstance(result, (tuple, list)) and not hasattr(result, "shape"):
+        elif isinstance(result, tuple):
             named = dict(zip(self._tuple_names(len(result)), result))
         else:
             named = {self._single_name(): result}
@@ -292,13 +292,20 @@ class ArrayKernel(Kernel):
             raise UsageError(f"{label}: making a {TRIAL_ROWS}-row problem failed: "
                              f"{_one_line(exc)}") from None
         try:
-            result = self.call(np, inputs.split, params)
+            with np.errstate(all="ignore"):  # NaN from a warning is reported below, in one line
+                result = self.call(np, inputs.split, params)
         except KernelError as exc:
             raise UsageError(f"{label}: {exc}") from None
+        made = "inputs()" if self.options.inputs is not None else "standard-normal inputs"
         for out_name, value in result.items():
             problem = self._value_problem(value, TRIAL_ROWS)
             if problem:
                 raise UsageError(f"{label}: under numpy, output {out_name!r} {problem}")
+            if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+                bad = int(np.count_nonzero(~np.isfinite(value)))
+                raise UsageError(f"{label}: under numpy on {TRIAL_ROWS} rows of {made}, "
+                                 f"{bad} values of output {out_name!r} are NaN or inf; give "
+                                 f"array_kernel(inputs=...) on which it is finite")
         if not result:
             raise UsageError(f"{label} returned no output")
         self.outputs = tuple(result)
@@ -325,8 +332,17 @@ class ArrayKernel(Kernel):
         if declared is False:
             self.rowwise_how = "declared (rowwise=False)"
             return False
-        pieces = [self.call(np, {k: a[lo:hi] for k, a in inputs.split.items()}, params)
-                  for lo, hi in ((0, TRIAL_SPLIT), (TRIAL_SPLIT, TRIAL_ROWS))]
+        try:
+            with np.errstate(all="ignore"):
+                pieces = [self.call(np, {k: a[lo:hi] for k, a in inputs.split.items()}, params)
+                          for lo, hi in ((0, TRIAL_SPLIT), (TRIAL_SPLIT, TRIAL_ROWS))]
+        except KernelError as exc:
+            if declared:
+                raise UsageError(f"{self.label} is declared rowwise=True, but on "
+                                 f"{TRIAL_SPLIT} rows {exc}") from None
+            self.rowwise_how = (f"inferred: on {TRIAL_SPLIT} of {TRIAL_ROWS} rows {exc}, so it "
+                                f"sees whole arrays")
+            return False
         for name in self.outputs:
             if any(self._value_problem(p[name], hi - lo)
                    for p, (lo, hi) in zip(pieces, ((0, TRIAL_SPLIT), (TRIAL_SPLIT, TRIAL_ROWS)))):
