@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,6 +72,10 @@ def shapes_file(tmp_path_factory):
     return path
 
 
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "own-kernel.md"
+
+
 def compare(gpukit_cli, tmp_path, spec, *args):
     output = tmp_path / "out.json"
     result = gpukit_cli("compare", "--kernel", spec, *args, *FAST, "-o", str(output))
@@ -119,7 +124,8 @@ def test_the_model_rates_a_function_without_flops_per_row_by_its_own_runs(
     threads = next(c for c in data["cases"] if c["label"] == "threads/numpy" and c["n"] == 65536)
     assert verdicts[model.case_key(threads)].prediction.phases_s["compute"] > 65536 / (rate * 1e9) / 2
     text = " ".join(f.text for f in findings(data))
-    assert "G rows/s" in text and "rated per row by its own runs" in text
+    assert "the kernel, which declares no FLOPs, rated per row by its own runs (numpy " in text
+    assert "G rows/s)" in text
 
 
 def test_a_whole_array_function_runs_as_one_piece_and_passes_where_chunks_would_not(
@@ -231,6 +237,44 @@ def test_a_module_function_loads_by_module_name(gpukit_cli, tmp_path):
                         cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {c["status"] for c in json.loads(output.read_text())["cases"]} == {"ok"}
+
+
+# -- the docs ----------------------------------------------------------------------------------------
+
+
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+def test_the_docs_lead_with_a_function_in_a_file_of_its_own_as_the_tests_run_it():
+    text = DOC.read_text()
+    function_part = text[:text.index("## A kernel class")]
+    assert text.index("## A NumPy function") < text.index("## A kernel class")
+    first, *_rest, example = python_blocks(function_part)
+    assert first == SOFTPLUS.lstrip("\n")
+    assert example == (ROOT / "examples" / "array_kernels.py").read_text()
+    # The README's short form is the same function.
+    readme = (ROOT / "README.md").read_text()
+    assert SOFTPLUS.split("\n\n\n")[1] in readme
+
+
+def test_the_docs_command_and_examples_run(gpukit_cli, tmp_path):
+    text = DOC.read_text()
+    command = next(ln for ln in text.splitlines()
+                   if ln.startswith("python -m gpukit compare --kernel softplus.py:softplus"))
+    (tmp_path / "softplus.py").write_text(SOFTPLUS)
+    output = tmp_path / "doc.json"
+    args = command.split()[3:]
+    result = gpukit_cli(*args, "--backends", "serial,threads", "--sizes", "1000",
+                       "--workers", "2", *FAST, "-o", str(output), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {c["status"] for c in json.loads(output.read_text())["cases"]} == {"ok"}
+    for func in ("softplus", "row_stats", "zscore"):
+        result, data = compare(gpukit_cli, tmp_path, f"examples/array_kernels.py:{func}",
+                               "--backends", "serial,threads,processes", "--sizes", "999",
+                               "--workers", "2")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert {c["status"] for c in data["cases"]} == {"ok"}, data["cases"]
 
 
 # -- what it cannot take ---------------------------------------------------------------------------

@@ -484,12 +484,15 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
     if ceil.kernel_rates:
         # Not multiply-adds: limits' rate does not fit its work, its own run's rate does.
         by_params: dict[tuple, list] = {}
-        unit = "GFLOP/s" if model.flops_known(data) else "G rows/s"
+        flops = model.flops_known(data)
         for (pkey, impl), (r, _src) in sorted(ceil.kernel_rates.items()):
-            by_params.setdefault(pkey, []).append(f"{impl} {r:.3g} {unit}")
-        src.append("the kernel's arithmetic rated by its own runs, not as multiply-adds ("
-                   + "; ".join((f"{params_text(dict(p))}: " if len(by_params) > 1 else "")
-                               + ", ".join(rs) for p, rs in by_params.items()) + ")")
+            by_params.setdefault(pkey, []).append(f"{impl} {r:.3g} "
+                                                  + ("GFLOP/s" if flops else "G rows/s"))
+        src.append(("the kernel's arithmetic rated by its own runs, not as multiply-adds ("
+                    if flops else "the kernel, which declares no FLOPs, rated per row by its "
+                    "own runs (") + "; ".join((f"{params_text(dict(p))}: " if len(by_params) > 1
+                                               else "") + ", ".join(rs)
+                                              for p, rs in by_params.items()) + ")")
     src.append(f"lacking {', '.join(lacking)}" + ("" if stored else " (`gpukit limits` measures "
                                                  "this machine's)")
                if lacking else "none lacking for these cases")
@@ -510,10 +513,10 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
                  f"{acc.worst.ratio:.3g}x the prediction")
         numbers["worst"] = {"label": label, "workers": w, "n": n, "ratio": acc.worst.ratio}
     text += f". Ceilings: {'; '.join(src)}."
-    if data["cases"] and not model.flops_known(data):
-        # No FLOPs to count: its own runs rate it per row (model.rated_work).
-        text += (" The kernel declares no FLOPs, so its arithmetic is rated per row by its own "
-                 "runs (set flops_per_row for GFLOP/s).")
+    if data["cases"] and not model.flops_known(data) and not ceil.kernel_rates:
+        # No FLOPs to count and no serial run to rate it per row (model.rated_work).
+        text += (" The kernel declares no FLOPs and no serial run rated it per row, so the "
+                 "model prices its arithmetic at nothing (set flops_per_row).")
     return [Finding("model", text, numbers)]
 
 
