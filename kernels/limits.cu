@@ -36,3 +36,15 @@ gpukit_fma(float* __restrict__ out, int iters, float a, float b)
     }
     out[tid] = ((x0 + x1) + (x2 + x3)) + ((x4 + x5) + (x6 + x7));
 }
+
+// Keeps one thread busy for `ns` nanoseconds of the GPU's global timer, so that the stream it
+// runs on stays busy while the host queues what follows: work queued behind it starts as soon
+// as the device can take it, not when Python gets round to issuing it.
+extern "C" __global__ void gpukit_spin(long long ns)
+{
+    long long start, now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    do {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    } while (now - start < ns);
+}

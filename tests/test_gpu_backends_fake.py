@@ -1,30 +1,18 @@
-"""The CuPy and PyCUDA backends' own logic, run against small fakes of the two libraries.
+"""The GPU backend's own logic, over both device adapters (CuPy's and PyCUDA's), run against the
+small fakes of the two libraries in tests/gpu_fakes.py: no GPU and neither library is needed.
 
-No GPU and neither library is needed. The fakes execute copies with NumPy and kernels as their
-real CUDA C built for the host (tests/cuda_host.py), fed the argument bytes each library would
-pack; device memory is host memory, with guard bytes after each allocation that every launch
-checks. A fake device clock models what the streamed variant relies on: every stream is a queue,
-and each kind of work has one engine (an H2D copy engine, a D2H copy engine, the SMs), so an
-operation starts when both its stream and its engine are free. Each H2D call takes 1 ms, each
-kernel 2 ms (0.5 ms with n = 0), each D2H 3 ms, each memset 0.5 ms; an event's time is its
-stream's time when it was recorded, and nothing starts before the device time the host last
-synchronized with. So the tests check what the backends do with the libraries
-(calls on the streams, one synchronize per run, events, offset pointers, context push/pop, the
-memory check) and the phase and overlap arithmetic on a schedule worked out by hand, not the
-libraries. The real thing is tests/test_gpu.py.
+The fakes run copies with NumPy and kernels as their real CUDA C built for the host, and keep a
+device clock (every stream a queue, one engine per kind of work), so the tests check what the
+backend does with the libraries (calls on the streams, one synchronize per run, events, offset
+pointers, context push/pop, the memory check) and the phase and overlap arithmetic on a
+schedule worked out by hand, once for each library. The real thing is tests/test_gpu.py.
 """
 
 from __future__ import annotations
 
-import bisect
-import functools
-import importlib.machinery
 import itertools
 import math
 import os
-import struct
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -32,439 +20,24 @@ import pytest
 
 from gpukit import kernels, phases
 from gpukit.backends import cuda_common as cc
-from gpukit.backends import cupy_backend, pycuda_backend
+from gpukit.backends import pycuda_backend
 from gpukit.backends.cupy_backend import CupyBackend
 from gpukit.backends.pycuda_backend import PycudaBackend
 from gpukit.errors import UsageError
 
-import cuda_host
-
-H2D_S, KERNEL_S, D2H_S, EMPTY_KERNEL_S, MEMSET_S = 1e-3, 2e-3, 3e-3, 0.5e-3, 0.5e-3
-L2_BYTES = 50 << 20
-DEVICE_ALIGN, GUARD_BYTES, GUARD_VALUE = 256, 64, 0xA5
-
-# Every kernel with a CUDA version: the fakes find where `n` sits in a function's arguments here.
-CUDA_KERNELS = ("polyval", "blackscholes", "mandelbrot", "nbody",
-                f"{Path(__file__).resolve().parent.parent / 'examples' / 'my_kernel.py'}:Saxpy")
-
-
-# A test's own CUDA function -> where its `n` sits.
-N_AT: dict[str, int] = {}
-
-
-def n_position(function: str) -> int:
-    return N_AT[function] if function in N_AT else _builtin_n_position(function)
-
-
-@functools.lru_cache(maxsize=None)
-def _builtin_n_position(function: str) -> int:
-    for spec in CUDA_KERNELS:
-        kernel = kernels.load(spec)
-        launch = kernel.cuda_launch(1, kernel.resolve_params({}))
-        if launch.function == function:
-            return [a if isinstance(a, str) else a[0] for a in launch.args].index("n")
-    raise AssertionError(f"no kernel has the CUDA function {function}")
+import gpu_fakes
+from gpu_fakes import (CUDA_KERNELS, D2H_S, EMPTY_KERNEL_S, H2D_S, KERNEL_S, L2_BYTES, N_AT,
+                       FakeGPU)
 
 # Settings that leave out the extra work each run and prepare can do, for the exact logs.
 PLAIN = {"compute_only": False, "compile_cold": False}
 
 
-class FakeStream:
-    """A device queue: the time its last operation ends."""
-
-    def __init__(self, gpu, non_blocking=False):
-        self.gpu = gpu
-        self.ready_s = 0.0
-        self.non_blocking = non_blocking
-        self.ptr = gpu.register_stream(self)
-
-
-class FakeGPU:
-    """The device both fakes drive: memory, a log of what was enqueued, and its clock."""
-
-    def __init__(self, free_bytes=1 << 34):
-        self.log: list[str] = []
-        self.free_bytes = free_bytes
-        self.bases: list[int] = []  # sorted allocation base addresses
-        self.memory: dict[int, np.ndarray] = {}  # base address -> bytes
-        self.guards: list[np.ndarray] = []  # the bytes just past each allocation
-        self.engine_free = {"h2d": 0.0, "d2h": 0.0, "sm": 0.0}
-        self.streams: dict[int, FakeStream] = {}
-        self.pinned: dict[int, np.ndarray] = {}  # host address -> page-locked array
-        self.context_depth = 0
-        self.current = None  # CuPy's current stream
-        self.now_s = 0.0  # the device time the host last waited for: nothing starts before it
-
-    # -- memory --
-
-    def alloc(self, nbytes):
-        """Device memory is host memory here, at real addresses, so that kernels compiled for
-        the host (tests/cuda_host.py) run on it; 256-byte aligned like cudaMalloc's, with guard
-        bytes after it that every launch checks."""
-        nbytes = max(1, nbytes)
-        raw = np.zeros(nbytes + DEVICE_ALIGN + GUARD_BYTES, dtype=np.uint8)
-        start = -raw.ctypes.data % DEVICE_ALIGN
-        ptr = raw.ctypes.data + start
-        self.memory[ptr] = raw[start:start + nbytes]
-        guard = raw[start + nbytes:start + nbytes + GUARD_BYTES]
-        guard[:] = GUARD_VALUE
-        self.guards.append(guard)
-        bisect.insort(self.bases, ptr)
-        return ptr
-
-    def view(self, ptr, nbytes):
-        """Bytes [ptr, ptr + nbytes) of the allocation that holds them (offset pointers work)."""
-        base = self.bases[bisect.bisect_right(self.bases, ptr) - 1]
-        block = self.memory[base]
-        offset = ptr - base
-        assert 0 <= offset and offset + nbytes <= block.size, "device access out of bounds"
-        return block[offset:offset + nbytes]
-
-    def pin(self, arr):
-        self.pinned[arr.ctypes.data] = arr
-        return arr
-
-    def host_view(self, address, nbytes):
-        """Host bytes at `address`: only page-locked memory may be copied asynchronously."""
-        for base, arr in self.pinned.items():
-            if base <= address and address + nbytes <= base + arr.nbytes:
-                return arr.reshape(-1).view(np.uint8)[address - base:address - base + nbytes]
-        raise AssertionError("an asynchronous copy from or to pageable host memory")
-
-    # -- the clock --
-
-    def register_stream(self, stream):
-        ptr = 0x5000 + len(self.streams)
-        self.streams[ptr] = stream
-        return ptr
-
-    def enqueue(self, stream, engine, seconds, label):
-        assert stream is not None, "work on the legacy default stream"
-        start = max(stream.ready_s, self.engine_free[engine], self.now_s)
-        stream.ready_s = self.engine_free[engine] = start + seconds
-        self.log.append(label)
-
-    def h2d(self, stream, ptr, src_bytes):
-        self.view(ptr, src_bytes.size)[:] = src_bytes
-        self.enqueue(stream, "h2d", H2D_S, "h2d")
-
-    def d2h(self, stream, dst_bytes, ptr):
-        dst_bytes[:] = self.view(ptr, dst_bytes.size)
-        self.enqueue(stream, "d2h", D2H_S, "d2h")
-
-    def memset(self, stream, ptr, nbytes, value=0):
-        self.view(ptr, nbytes)[:] = value
-        self.enqueue(stream, "sm", MEMSET_S, "memset")
-
-    def launch(self, stream, host_kernel, grid, block, addresses, n):
-        """Run the kernel's real CUDA C on the host (n > 0; with n = 0 it has nothing to do),
-        reading each argument from the bytes at `addresses` as the signature's C type."""
-        if n > 0:
-            host_kernel.launch(grid, block, addresses)
-            assert all(np.all(g == GUARD_VALUE) for g in self.guards), \
-                f"{host_kernel.function} wrote past the end of a device allocation"
-        self.enqueue(stream, "sm", KERNEL_S if n > 0 else EMPTY_KERNEL_S,
-                     "kernel" if n > 0 else "empty")
-
-
-def as_bytes(arr):
-    return np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
-
-
-def _event_class(gpu):
-    class Event:
-        def __init__(self, *args, **kwargs):
-            self.t = None
-
-        def record(self, stream=None):
-            assert stream is not None, "an event on the legacy default stream"
-            self.t = stream.ready_s = max(stream.ready_s, gpu.now_s)
-            gpu.log.append("event")
-            return self
-
-    return Event
-
-
-# -- a fake cupy ----------------------------------------------------------------------------
-
-
-def fake_cupy(gpu):
-    cupy = types.ModuleType("cupy")
-    cupy.__version__ = "0.fake"
-
-    class CUDARuntimeError(RuntimeError):
-        pass
-
-    def memcpy_async(dst, src, size, kind, stream_ptr):
-        stream = gpu.streams[stream_ptr]
-        if kind == 1:
-            gpu.h2d(stream, dst, gpu.host_view(src, size))
-        else:
-            assert kind == 2
-            gpu.d2h(stream, gpu.host_view(dst, size), src)
-
-    runtime = types.SimpleNamespace(
-        CUDARuntimeError=CUDARuntimeError, getDeviceCount=lambda: 1,
-        getDeviceProperties=lambda i: {"name": b"Fake GPU", "major": 9, "minor": 0,
-                                       "totalGlobalMem": 1 << 34, "multiProcessorCount": 132,
-                                       "l2CacheSize": L2_BYTES},
-        driverGetVersion=lambda: 13000, runtimeGetVersion=lambda: 13020,
-        memGetInfo=lambda: (gpu.free_bytes, 1 << 34),
-        cudaDevAttrL2CacheSize=38,
-        deviceGetAttribute=lambda attr, dev: {38: L2_BYTES}[attr],
-        memcpyHostToDevice=1, memcpyDeviceToHost=2, memcpyAsync=memcpy_async,
-        memsetAsync=lambda ptr, value, size, s: gpu.memset(gpu.streams[s], ptr, size, value))
-
-    class Stream(FakeStream):
-        def __init__(self, null=False, non_blocking=False):
-            super().__init__(gpu, non_blocking)
-
-        def synchronize(self):
-            gpu.now_s = max(gpu.now_s, self.ready_s)
-            gpu.log.append("sync")
-
-        def wait_event(self, event):
-            self.ready_s = max(self.ready_s, event.t)
-            gpu.log.append("wait")
-
-        def __enter__(self):
-            self._previous, gpu.current = gpu.current, self
-            return self
-
-        def __exit__(self, *exc):
-            gpu.current = self._previous
-            return False
-
-    class Device:
-        def __init__(self, i):
-            pass
-
-        def use(self):
-            pass
-
-    class DeviceArray:
-        def __init__(self, shape, dtype, ptr=None):
-            self.dtype = np.dtype(dtype)
-            self.shape = shape if isinstance(shape, tuple) else (shape,)
-            self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-            self.data = types.SimpleNamespace(ptr=gpu.alloc(self.nbytes) if ptr is None else ptr)
-
-        def __getitem__(self, rows):
-            lo, hi, step = rows.indices(self.shape[0])
-            assert step == 1
-            row = self.nbytes // max(1, self.shape[0])
-            return DeviceArray((hi - lo, *self.shape[1:]), self.dtype, self.data.ptr + lo * row)
-
-        def set(self, arr, stream=None):
-            gpu.h2d(stream, self.data.ptr, as_bytes(arr))
-
-        def get(self, stream=None, out=None, blocking=True):
-            assert out is not None and not blocking
-            gpu.d2h(stream, as_bytes(out), self.data.ptr)
-            return out
-
-    class RawKernel:
-        num_regs, local_size_bytes, shared_size_bytes = 48, 0, 4096
-
-        def __init__(self, code, name):
-            self.host = cuda_host.HostKernel(code, name)
-            self.n_at = n_position(name)
-
-        def __call__(self, grid, block, args):
-            # CuPy passes an array as its data pointer, a NumPy scalar as its own bytes, and a
-            # Python int as a 64-bit integer.
-            keep = cuda_host.ParamBytes()
-            addresses = [keep.pointer(a.data.ptr) if isinstance(a, DeviceArray)
-                         else keep.value(a if isinstance(a, np.generic) else np.int64(a))
-                         for a in args]
-            gpu.launch(gpu.current, self.host, grid[0], block[0], addresses, int(args[self.n_at]))
-
-    class RawModule:
-        def __init__(self, code, options=()):
-            assert 'extern "C"' in code
-            self.code, self.options = code, options
-
-        def compile(self):
-            gpu.log.append("compile")
-
-        def get_function(self, name):
-            return RawKernel(self.code, name)
-
-    class Pool:
-        def free_bytes(self):
-            return 0
-
-        def free_all_blocks(self):
-            gpu.log.append("free_all_blocks")
-
-    def compile_with_cache(source, options, prepend_cupy_headers=True):
-        assert 'extern "C"' in source and not prepend_cupy_headers
-        cold = os.environ.get("CUPY_CACHE_IN_MEMORY") == "1"
-        gpu.log.append("compile_cold" if cold else "compile_warm")
-
-    pool, pinned_pool = Pool(), Pool()
-    cupy.cuda = types.SimpleNamespace(
-        runtime=runtime, Device=Device, Stream=Stream, Event=_event_class(gpu),
-        get_elapsed_time=lambda a, b: (b.t - a.t) * 1e3,
-        compiler=types.SimpleNamespace(_kernel_cache_backend=None))
-    cupy.empty = DeviceArray
-    cupy.uint8 = np.uint8
-    cupy.RawModule = RawModule
-    cupy.get_default_memory_pool = lambda: pool
-    cupy.get_default_pinned_memory_pool = lambda: pinned_pool
-    core_pkg = types.ModuleType("cupy._core")
-    core = types.ModuleType("cupy._core.core")
-    core.compile_with_cache = compile_with_cache
-    core_pkg.core = core
-    cupyx = types.ModuleType("cupyx")
-    cupyx.empty_pinned = lambda shape, dtype: gpu.pin(np.empty(shape, dtype))
-    return {"cupy": cupy, "cupy._core": core_pkg, "cupy._core.core": core, "cupyx": cupyx}
-
-
-# -- a fake pycuda --------------------------------------------------------------------------
-
-
-def fake_pycuda(gpu):
-    pycuda = types.ModuleType("pycuda")
-    pycuda.VERSION_TEXT = "0.fake"
-    cuda = types.ModuleType("pycuda.driver")
-
-    class Error(Exception):
-        pass
-
-    class Context:
-        def push(self):
-            gpu.context_depth += 1
-
-        @staticmethod
-        def pop():
-            assert gpu.context_depth > 0, "pop without push"
-            gpu.context_depth -= 1
-
-    class Device:
-        def __init__(self, i):
-            pass
-
-        @staticmethod
-        def count():
-            return 1
-
-        def name(self):
-            return "Fake GPU"
-
-        def compute_capability(self):
-            return (9, 0)
-
-        def total_memory(self):
-            return 1 << 34
-
-        def get_attribute(self, attribute):
-            return {"MULTIPROCESSOR_COUNT": 132, "L2_CACHE_SIZE": L2_BYTES}[attribute]
-
-        def retain_primary_context(self):
-            return Context()
-
-    class Stream(FakeStream):
-        def __init__(self, flags=0):
-            assert gpu.context_depth > 0
-            super().__init__(gpu, non_blocking=flags == 1)
-
-        def synchronize(self):
-            assert gpu.context_depth > 0
-            gpu.now_s = max(gpu.now_s, self.ready_s)
-            gpu.log.append("sync")
-
-        def wait_for_event(self, event):
-            self.ready_s = max(self.ready_s, event.t)
-            gpu.log.append("wait")
-
-    class Alloc:
-        def __init__(self, nbytes):
-            self.ptr = gpu.alloc(nbytes)
-
-        def __int__(self):
-            return self.ptr
-
-        def free(self):
-            gpu.log.append("free")
-
-    class Function:
-        num_regs, local_size_bytes, shared_size_bytes = 48, 0, 4096
-
-        def __init__(self, source, name):
-            self.host = cuda_host.HostKernel(source, name)
-            self.n_at = n_position(name)
-
-        def prepare(self, arg_types):
-            self.arg_format = "".join(t if isinstance(t, str) else np.dtype(t).char
-                                      for t in arg_types)
-
-        def prepared_async_call(self, grid, block, stream, *args):
-            # PyCUDA packs the arguments into one buffer by the prepared format, C struct
-            # alignment (its _pvt_struct is Python's struct); the launch reads each parameter
-            # at its offset there.
-            assert gpu.context_depth > 0
-            fmt = self.arg_format
-            assert len(fmt) == len(args)
-            assert all(type(a) is int for a, f in zip(args, fmt) if f == "P"), \
-                "pointers pass as ints"
-            packed = np.frombuffer(struct.pack(fmt, *args), dtype=np.uint8).copy()
-            offsets = [struct.calcsize(fmt[:i + 1]) - struct.calcsize(fmt[i])
-                       for i in range(len(fmt))]
-            gpu.launch(stream, self.host, grid[0], block[0],
-                       [packed.ctypes.data + o for o in offsets], int(args[self.n_at]))
-
-    class SourceModule:
-        def __init__(self, source, no_extern_c=False, options=None, cache_dir=None):
-            assert no_extern_c and gpu.context_depth > 0
-            gpu.log.append("compile" if cache_dir is None else "compile_cold")
-            if cache_dir is not None:
-                assert os.path.isdir(cache_dir) and not os.listdir(cache_dir)
-            self.source = source
-
-        def get_function(self, name):
-            return Function(self.source, name)
-
-    Event = _event_class(gpu)
-    Event.time_since = lambda self, start: (self.t - start.t) * 1e3
-    cuda.Error, cuda.Context, cuda.Device = Error, Context, Device
-    cuda.Stream, cuda.Event = Stream, Event
-    cuda.init = lambda: None
-    cuda.get_version = lambda: (13, 0, 0)
-    cuda.get_driver_version = lambda: 13000
-    cuda.device_attribute = types.SimpleNamespace(MULTIPROCESSOR_COUNT="MULTIPROCESSOR_COUNT",
-                                                  L2_CACHE_SIZE="L2_CACHE_SIZE")
-    cuda.mem_alloc = lambda nbytes: Alloc(nbytes)
-    cuda.mem_get_info = lambda: (gpu.free_bytes, 1 << 34)
-    cuda.pagelocked_empty = lambda shape, dtype: gpu.pin(np.empty(shape, dtype))
-    cuda.memcpy_htod_async = lambda dst, src, stream: gpu.h2d(stream, int(dst), as_bytes(src))
-    cuda.memcpy_dtoh_async = lambda dst, src, stream: gpu.d2h(stream, as_bytes(dst), int(src))
-    cuda.memset_d32_async = lambda dst, value, count, stream: gpu.memset(stream, int(dst),
-                                                                           4 * count)
-    cuda.memset_d8_async = lambda dst, value, count, stream: gpu.memset(stream, int(dst), count,
-                                                                         value)
-    compiler = types.ModuleType("pycuda.compiler")
-    compiler.SourceModule = SourceModule
-    pycuda.driver, pycuda.compiler = cuda, compiler
-    return {"pycuda": pycuda, "pycuda.driver": cuda, "pycuda.compiler": compiler}
-
-
-# -- fixtures and helpers -------------------------------------------------------------------
-
-
-@pytest.fixture(params=["cupy", "pycuda"])
+@pytest.fixture(params=gpu_fakes.LIBRARIES)
 def fake(request, monkeypatch):
     gpu = FakeGPU()
-    modules = fake_cupy(gpu) if request.param == "cupy" else fake_pycuda(gpu)
-    for name, module in modules.items():
-        module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # what find_spec returns
-        monkeypatch.setitem(sys.modules, name, module)
-    # The backends' own process-wide caches must not outlive the fake.
-    monkeypatch.setattr(pycuda_backend, "_PRIMARY", {})
-    monkeypatch.setattr(pycuda_backend, "_COMPILE_FIGURES", {})
-    monkeypatch.setattr(cupy_backend, "_COMPILE_FIGURES", {})
-    cls = CupyBackend if request.param == "cupy" else PycudaBackend
-    return gpu, cls
+    gpu_fakes.install(monkeypatch, gpu, [request.param])
+    return gpu, CupyBackend if request.param == "cupy" else PycudaBackend
 
 
 def host_clock():
@@ -514,9 +87,10 @@ def test_a_run_is_one_stream_of_copies_kernel_copies_then_one_synchronize(fake, 
     expected = dict(zip(phases.RUN_PHASES, (2 * H2D_S, KERNEL_S, D2H_S)))
     assert timing.phases_s == pytest.approx(expected)
     assert timing.device_s == timing.phases_s
-    # Four host-clock readings, one tick apart: transfer_in, compute, transfer_out, wall.
-    assert timing.extra["host_phases_s"] == {p: 1.0 for p in phases.RUN_PHASES}
-    assert timing.wall_s == 3.0
+    # Host-clock readings one tick apart: at each phase's start, after the enqueue, after the
+    # synchronize (the last two both in transfer_out).
+    assert timing.extra["host_phases_s"] == dict(zip(phases.RUN_PHASES, (1.0, 1.0, 2.0)))
+    assert timing.wall_s == 4.0
     # 2 ms of kernel against a 0.5 ms empty launch: more than twice, so not launch-bound.
     assert timing.extra["launch_bound"] is False
     assert "compute_only_s" not in timing.extra
@@ -568,7 +142,7 @@ def test_rows_a_kernel_leaves_alone_fail_the_check_as_unwritten(fake, memory, tm
     params = kernel.resolve_params({})
     inputs = kernel.make_inputs(1000, params)
     # The device starts with the right answer in every buffer, as a freed and reused block may.
-    right = as_bytes((2 * inputs.split["x"]).astype(np.float32))
+    right = (2 * inputs.split["x"]).astype(np.float32).reshape(-1).view(np.uint8)
     real_alloc = gpu.alloc
     def alloc_holding_the_answer(nbytes):
         ptr = real_alloc(nbytes)
@@ -643,9 +217,10 @@ def test_compile_cold_and_warm_are_measured_once_per_process(fake):
         facts.append(session.prepare(kernel, params, kernel.make_inputs(100, params)).facts)
         session.close()
     compiles = [e for e in gpu.log if e.startswith("compile")]
-    # Per session its own compile; the cold (no cache) and warm (cache hit) ones only once.
+    # Per session its own compile and the spin kernel's; the cold (no cache) and warm (cache
+    # hit) ones only once.
     assert compiles == ["compile", "compile_cold", "compile_warm" if cls is CupyBackend
-                        else "compile", "compile"]
+                        else "compile", "compile_limits", "compile", "compile_limits"]
     assert facts[0]["compile_cold_s"] == facts[0]["compile_warm_s"] == 1.0
     assert facts[0]["compile_figures"] == "measured in this session"
     assert facts[0]["compile_warm_cache"] in ("hit", "unknown")
@@ -657,12 +232,12 @@ def test_compile_cold_and_warm_are_measured_once_per_process(fake):
 def test_pycuda_cache_folder_follows_pycudas_own_rule(monkeypatch, tmp_path):
     monkeypatch.delenv("PYCUDA_DISABLE_CACHE", raising=False)
     monkeypatch.setenv("PYCUDA_CACHE_DIR", str(tmp_path))
-    assert pycuda_backend._compile_cache_folder() == str(tmp_path)
+    assert pycuda_backend.compile_cache_folder() == str(tmp_path)
     monkeypatch.setenv("PYCUDA_CACHE_DIR", "")  # set but empty: PyCUDA caches nothing
-    assert pycuda_backend._compile_cache_folder() is None
+    assert pycuda_backend.compile_cache_folder() is None
     monkeypatch.setenv("PYCUDA_DISABLE_CACHE", "1")
     monkeypatch.setenv("PYCUDA_CACHE_DIR", str(tmp_path))
-    assert pycuda_backend._compile_cache_folder() is None
+    assert pycuda_backend.compile_cache_folder() is None
 
 
 def test_refuses_a_problem_larger_than_free_device_memory(fake):

@@ -3,6 +3,7 @@ and (on a GPU machine) the GPU figures."""
 
 import itertools
 import json
+import importlib.machinery
 import sys
 import types
 
@@ -325,7 +326,8 @@ def fake_pycuda(dev):
         def push(self):
             dev.context_depth += 1
 
-        def pop(self):
+        @staticmethod
+        def pop():
             dev.context_depth -= 1
 
         @staticmethod
@@ -353,6 +355,7 @@ def fake_pycuda(dev):
             return Function()
 
     drv.init = lambda: None
+    drv.Error = RuntimeError
     drv.Context = Context
     drv.Device = lambda i: types.SimpleNamespace(retain_primary_context=Context)
     compiler.SourceModule = SourceModule
@@ -365,6 +368,7 @@ def fake_device(monkeypatch):
     dev = FakeDevice()
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy(dev))
     for name, module in fake_pycuda(dev).items():
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # what find_spec returns
         monkeypatch.setitem(sys.modules, name, module)
     return dev
 

@@ -58,9 +58,10 @@ host times, since the phases interleave.
 
 Launch-bound runs. `extra["launch_bound"]` is True when the kernel's event time (the compute
 phase; for the streamed variant the median chunk's kernel interval) is at most
-LAUNCH_BOUND_FACTOR times an empty launch's event time (`extra["empty_launch_s"]`, measured once
-per session by launching the kernel with n = 0) or below LAUNCH_BOUND_FLOOR_S: its time is the
-launch, not the work.
+LAUNCH_BOUND_FACTOR times the device's time per launch of the same kernel given no rows
+(`extra["empty_launch_s"]`, measured once per session with the queue kept full: see
+gpukit.backends.gpu_backend): its time is the launch, not the work. Without that figure, a
+kernel under LAUNCH_BOUND_FLOOR_S counts as launch-bound.
 
 Compute-only figure. For problems whose device data is at most COMPUTE_ONLY_MAX_L2 times the L2
 size (where L2 could hold it, so the compute phase after an H2D may read from cache), and while
@@ -74,6 +75,7 @@ flush buffer is the only extra device memory, allocated with the problem and fre
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -243,6 +245,26 @@ def gpu_run_timing(event_s: Sequence[float], host_marks: Sequence[float]) -> Run
                      extra={"host_phases_s": host})
 
 
+def no_device_text() -> str:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return "no CUDA device is visible" + (
+        f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else "")
+
+
+@contextlib.contextmanager
+def environ(name: str, value: str):
+    """The environment variable `name` set to `value` inside, as it was after."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
 def version_text(cuda_version: int) -> str:
     """CUDA's integer versions (13020) as text ("13.2")."""
     return f"{cuda_version // 1000}.{cuda_version % 1000 // 10}"
@@ -404,9 +426,9 @@ def union_length(intervals: Sequence[tuple[float, float]]) -> float:
 
 def launch_bound(kernel_s: float, empty_launch_s: float | None) -> bool:
     """Whether a kernel's event time is the launch rather than the work (module docstring)."""
-    if kernel_s < LAUNCH_BOUND_FLOOR_S:
-        return True
-    return empty_launch_s is not None and kernel_s <= LAUNCH_BOUND_FACTOR * empty_launch_s
+    if empty_launch_s is None:
+        return kernel_s < LAUNCH_BOUND_FLOOR_S
+    return kernel_s <= LAUNCH_BOUND_FACTOR * empty_launch_s
 
 
 def streamed_run_timing(plan: StreamPlan, times_s: Sequence[float], wall_s: float,
@@ -460,11 +482,6 @@ def streamed_run_timing(plan: StreamPlan, times_s: Sequence[float], wall_s: floa
     return RunTiming(phases_s=dict(device), wall_s=wall_s, device_s=device, extra=extra)
 
 
-def median_event_s(pairs_ms: Sequence[float]) -> float:
-    """The median of event-pair times given in milliseconds, in seconds."""
-    return statistics.median(pairs_ms) * 1e-3
-
-
 def compute_only_flush_bytes(problem: Problem, l2_bytes: int, settings: Mapping[str, Any],
                              free_bytes: int) -> tuple[int | None, str]:
     """The L2 flush buffer size for compute-only timing of `problem`, or None and why not."""
@@ -479,34 +496,3 @@ def compute_only_flush_bytes(problem: Problem, l2_bytes: int, settings: Mapping[
     if flush > free_bytes:
         return None, f"no room for a {size_text(flush)} L2 flush buffer"
     return flush, ""
-
-
-class GpuRunMixin:
-    """The run logic both GPU backends share; each supplies `_run_one_stream`, `_synchronize`,
-    `_compute_only` and the session attributes named here, and wraps `run` in whatever context
-    its library needs."""
-
-    def _run_and_annotate(self):
-        if self._pipeline is not None:
-            host_out, timing = self._run_streamed()
-            kernel_s = timing.extra["kernel_s"]
-        else:
-            host_out, timing = self._run_one_stream()
-            kernel_s = timing.device_s[phases.COMPUTE]
-        timing.extra["empty_launch_s"] = self._empty_launch_s
-        timing.extra["launch_bound"] = launch_bound(kernel_s, self._empty_launch_s)
-        if self._flush is not None:
-            runs_s = self._compute_only()
-            timing.extra["compute_only_s"] = float(np.median(runs_s))
-            timing.extra["compute_only_runs_s"] = runs_s
-        return host_out, timing
-
-    def _run_streamed(self):
-        pipeline = self._pipeline
-        t0 = self.clock()
-        enqueue_pipeline(pipeline.plan, pipeline)
-        t1 = self.clock()
-        self._synchronize(pipeline.streams[0])
-        t2 = self.clock()
-        return self._host_out, streamed_run_timing(pipeline.plan, pipeline.times_s(),
-                                                   t2 - t0, t1 - t0)

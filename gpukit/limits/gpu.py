@@ -374,13 +374,10 @@ def measure_launch_pycuda(plan: GpuPlan) -> tuple[dict, dict]:
     except ImportError as exc:
         raise BackendUnavailable(f"PyCUDA is not installed ({exc}); on a CUDA machine run "
                                  "pip install '.[cuda]'") from None
-    from gpukit.backends.pycuda_backend import _primary_context
-    drv.init()
-    # Retained for the life of the process, as the pycuda backend does: a context object
-    # dropped here would be detached in its destructor while CuPy still uses it.
-    ctx = _primary_context(drv, 0)
-    ctx.push()
-    try:
+    from gpukit.backends.pycuda_backend import PycudaDevice
+    # The primary context, retained for the life of the process as the pycuda backend does: a
+    # context object dropped here would be detached in its destructor while CuPy still uses it.
+    with PycudaDevice(0).active():
         module = SourceModule(kernel_source(), no_extern_c=True)  # nvcc, for this GPU's arch
         empty = module.get_function("gpukit_empty")
         grid, block = (1, 1), (1, 1, 1)
@@ -412,8 +409,6 @@ def measure_launch_pycuda(plan: GpuPlan) -> tuple[dict, dict]:
                 empty.prepared_call(grid, block)
             drv.Context.synchronize()
             prepared.append((clock() - t0) / plan.launch_count)
-    finally:
-        ctx.pop()
     return {"launch_pycuda_s": statistics.median(plain),
             "launch_pycuda_sync_s": statistics.median(synced),
             "launch_pycuda_prepared_s": statistics.median(prepared)}, {}
