@@ -112,7 +112,8 @@ def plan(sweep: Sweep, available: Mapping[str, dict]) -> list[Case]:
             continue
         cls = backends.get(name)
         for variant in cls.variants(sweep.kernel):
-            if sweep.impls and variant.impl not in sweep.impls and variant.impl != "cuda":
+            # --impls names CPU implementations; a GPU variant runs whatever its impl.
+            if sweep.impls and variant.impl not in sweep.impls and not cls.gpu:
                 continue
             for workers in (sweep.workers if cls.parallel else (1,)):
                 for params in sweep.param_sets:

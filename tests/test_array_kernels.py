@@ -359,7 +359,7 @@ def bad_file(tmp_path_factory):
     ("drops_a_row", r"under numpy, output 'out' has shape \(63,\), expected \(64,\)"),
     ("total", "under numpy, output 'out' is one float32 value, not 64 rows"),
     ("two_columns", r"output 'out' has shape \(64, 2\), expected \(64,\): every output"),
-    ("a_list", "under numpy, output 'out' is a list, not an array"),
+    ("a_list", "under numpy, output 'out' is a list, not a numpy array"),
     ("not_finite", (r"under numpy on 64 rows of standard-normal inputs, \d+ values of output "
                     r"'out' are NaN or inf; give array_kernel\(inputs=...\)")),
 ])

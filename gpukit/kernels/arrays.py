@@ -209,6 +209,7 @@ class ArrayKernel(Kernel):
     """A kernel made of an array-namespace function (module docstring)."""
 
     multiply_add_work = False
+    array_function = True
 
     def __init__(self, func: Callable, where: str = ""):
         options = getattr(func, OPTIONS_ATTR, None) or ArrayOptions()
@@ -314,12 +315,15 @@ class ArrayKernel(Kernel):
                                else default_tolerance(dt)) for k, dt in self._dtypes.items()}
         self.rowwise = self._rowwise(inputs, params, result)
 
-    def _value_problem(self, value, rows: int) -> str | None:
-        if not isinstance(value, np.ndarray):
-            kind = type(value).__name__
-            return (f"is a {kind}, not an array" if not isinstance(value, np.generic)
-                    else f"is one {value.dtype} value, not {rows} rows (a reduction over "
-                         f"whole arrays? every output has one value per row)")
+    def _value_problem(self, value, rows: int, xp=np) -> str | None:
+        if not isinstance(value, xp.ndarray):
+            if isinstance(value, np.generic):
+                return (f"is one {value.dtype} value, not {rows} rows (a reduction over whole "
+                        f"arrays? every output has one value per row)")
+            space = getattr(xp, "__name__", "the namespace's")
+            host = (" (does it call numpy rather than xp?)"
+                    if isinstance(value, np.ndarray) and xp is not np else "")
+            return f"is a {type(value).__name__}, not a {space} array{host}"
         if value.shape != (rows,):
             return (f"has shape {value.shape}, expected ({rows},): every output has one value "
                     f"per row of the inputs")
@@ -495,6 +499,34 @@ class ArrayKernel(Kernel):
             raise KernelError(f"{who} is {value.dtype}, but {dst.dtype} on its trial run")
         np.copyto(dst, value)
 
+    def device_outputs(self, xp, arrays: Mapping[str, Any], params) -> dict[str, Any]:
+        """The function's outputs under a GPU library's namespace `xp`, on its device arrays:
+        checked as on the trial (arrays of that namespace, one value per row, the trial's
+        dtypes) and C-contiguous, so that each can be copied out as it lies. KernelError, in
+        one line naming the function and the namespace, for anything else."""
+        rows = next(iter(arrays.values())).shape[0]
+        space = getattr(xp, "__name__", str(xp))
+        out = {}
+        for name, value in self.call(xp, arrays, params).items():
+            who = f"{self.name} under {space}, output {name!r}"
+            problem = self._value_problem(value, rows, xp)
+            if problem:
+                raise KernelError(f"{who} {problem}")
+            if value.dtype != self._dtypes[name]:
+                raise KernelError(f"{who} is {value.dtype}, but {self._dtypes[name]} under numpy")
+            out[name] = xp.ascontiguousarray(value)
+        return out
+
+    def namespace_lacks(self, xp) -> str | None:
+        """Why namespace `xp` cannot run the function, known before calling it: a name the
+        function's source looks up in `xp` that the namespace lacks. None if none is."""
+        space = getattr(xp, "__name__", str(xp))
+        missing = [name for name in namespace_names(self.func) if not hasattr(xp, name)]
+        if missing:
+            return (f"{self.name} under {space}: the function uses xp.{missing[0]}, which "
+                    f"{space} lacks")
+        return None
+
     def describe(self) -> dict:
         data = super().describe()
         data["implementations"] = sorted(self.host_impls()) + [XP_IMPL]
@@ -524,15 +556,5 @@ class ArrayKernel(Kernel):
         return f"{arr.dtype}, {rows} ({made})"
 
 
-def namespace_problem(kernel: ArrayKernel, xp) -> str | None:
-    """Why `xp` cannot run the function, known before running it: a name the function looks up
-    that the namespace lacks, or an input dtype it has no arrays of; None if nothing is."""
-    space = getattr(xp, "__name__", str(xp))
-    missing = [name for name in namespace_names(kernel.func) if not hasattr(xp, name)]
-    if missing:
-        return f"{kernel.name} uses xp.{missing[0]}, which {space} lacks"
-    return None
 
-
-__all__ = ["ArrayKernel", "ArrayOptions", "array_kernel", "is_array_function",
-           "namespace_problem"]
+__all__ = ["ArrayKernel", "ArrayOptions", "array_kernel", "is_array_function"]

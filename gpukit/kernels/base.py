@@ -121,6 +121,9 @@ class Kernel:
     # Its rows are independent, so the split inputs may be cut into chunks of rows (threads,
     # processes, MPI ranks). False: every problem runs whole, on one worker.
     rowwise: bool = True
+    # A function written against an array namespace (gpukit.kernels.arrays) rather than CUDA C:
+    # a GPU runs it through its library's NumPy-style namespace, `device_outputs(xp, ...)`.
+    array_function: bool = False
 
     # -- definition ------------------------------------------------------------------------
 
