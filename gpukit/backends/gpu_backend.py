@@ -339,7 +339,7 @@ class GpuBackend(Backend):
             else:
                 host_out, timing = self._run_one_stream()
                 kernel_s = timing.device_s[phases.COMPUTE]
-            empty_s = (self._launch_figures or {}).get("empty_launch_s")
+            empty_s = self._launch_figures.get("empty_launch_s")
             timing.extra["empty_launch_s"] = empty_s
             timing.extra["launch_bound"] = cc.launch_bound(kernel_s, empty_s)
             if self._flush is not None:

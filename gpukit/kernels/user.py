@@ -347,8 +347,9 @@ def _kernels_in(module) -> list[str]:
 
 def _is_kernel_like(value) -> bool:
     from gpukit.kernels.arrays import is_array_function
-    return is_array_function(value) or isinstance(value, Kernel) or (isinstance(value, type) and issubclass(value, Kernel)
-                                         and value not in (Kernel, SimpleKernel))
+    return is_array_function(value) or isinstance(value, Kernel) or (
+        isinstance(value, type) and issubclass(value, Kernel)
+        and value not in (Kernel, SimpleKernel))
 
 
 def validate(kernel: Kernel, where: str) -> None:
