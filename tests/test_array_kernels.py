@@ -335,6 +335,10 @@ def first_64(x, xp=numpy):
     return x[:64] * 2
 
 
+def output_named_as_input(x, xp=numpy):
+    return {"x": x * 2}
+
+
 def float64_beyond_64(x, xp=numpy):
     return x * 2 if x.shape[0] <= 64 else x.astype(xp.float64) * 2
 '''
@@ -360,6 +364,7 @@ def bad_file(tmp_path_factory):
     ("total", "under numpy, output 'out' is one float32 value, not 64 rows"),
     ("two_columns", r"output 'out' has shape \(64, 2\), expected \(64,\): every output"),
     ("a_list", "under numpy, output 'out' is a list, not a numpy array"),
+    ("output_named_as_input", "output 'x' has an input's name"),
     ("not_finite", (r"under numpy on 64 rows of standard-normal inputs, \d+ values of output "
                     r"'out' are NaN or inf; give array_kernel\(inputs=...\)")),
 ])

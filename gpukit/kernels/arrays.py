@@ -262,7 +262,7 @@ class ArrayKernel(Kernel):
         else:
             named = {self._single_name(): result}
         outputs = getattr(self, "outputs", ())
-        if outputs and tuple(named) != outputs:
+        if outputs and set(named) != set(outputs):
             raise KernelError(f"{who} returned {', '.join(named) or 'nothing'}; on its trial it "
                               f"returned {', '.join(outputs)}")
         return named
@@ -309,6 +309,11 @@ class ArrayKernel(Kernel):
                                  f"array_kernel(inputs=...) on which it is finite")
         if not result:
             raise UsageError(f"{label} returned no output")
+        clash = sorted(set(result) & set(self.input_names))
+        if clash:
+            # Inputs and outputs share one name space in the backends (shared memory, devices).
+            raise UsageError(f"{label}: output {clash[0]!r} has an input's name; name it "
+                             f"otherwise in the dict it returns")
         self.outputs = tuple(result)
         self._dtypes = {k: np.dtype(v.dtype) for k, v in result.items()}
         self.tolerances = {k: (float(self.options.tolerance) if self.options.tolerance is not None
