@@ -1,7 +1,8 @@
 """Issue 3's GPU targets, measured through gpukit's own CuPy and PyCUDA backends on this card.
 
-    python bench/gpu_bench.py            # the targets, about 3 minutes on an H100
-    python bench/gpu_bench.py --quick    # a 10-second smoke test at small sizes (no verdicts)
+    python bench/gpu_bench.py                  # the targets
+    python bench/gpu_bench.py --quick          # a smoke test at small sizes (no verdicts)
+    python bench/gpu_bench.py --budget-s 110   # steps that would start later are not run
 
 Writes bench/results/gpu-bench-<card>.json (the card's name from the device, as
 bench/gpu_checks.sh spells it) and prints a table, each target PASS or FAIL with its numbers:
@@ -16,13 +17,13 @@ bench/gpu_checks.sh spells it) and prints a table, each target PASS or FAIL with
   same launch, n=2^24, k=64.
 
 Ceilings come from `gpukit limits` when it has stored them for this machine (not --quick ones),
-else they are measured here with plain CuPy calls the way limits measures them: a 512 MiB
-cudaMemcpyAsync device to device (bytes read + written), an 8-chain FMA kernel
-(kernels/limits.cu), cudaMemcpyAsync between pinned host memory and the device at the same size
-as the gpukit figure. Every figure is the median of its repetitions (CUDA events, after a
+else they are measured here through gpukit.limits.gpu, as limits measures them: a 512 MiB
+device-to-device copy (bytes read + written), an 8-chain FMA kernel (kernels/limits.cu), copies
+between pinned host memory and the device at the same size as the gpukit figure. Every figure is the median of its repetitions (CUDA events, after a
 warm-up run); every configuration's output is checked against the float64 reference first
 (k=4096 at a small n, where the reference is quick). Nothing here needs pytest. A step that fails
-is recorded with its error and the others go on; the JSON is written however the run ends.
+is recorded with its error and the others go on; a step that would start after --budget-s is
+recorded as not run; the JSON is written however the run ends (Ctrl-C included).
 """
 
 from __future__ import annotations
@@ -64,13 +65,14 @@ class Plan:
     k_profiler: int = 64
     reps: int = 10
     d2d_bytes: int = 512 * MiB
-    fma_iters: int = 65536          # about 5 ms a launch on an H100
+    fma_iters: int = 65536          # milliseconds a launch on a data-center GPU
     compile_cold: bool = True
 
 
 FULL = Plan()
-QUICK = Plan(n_kernel=1 << 22, k_fma=256, n_check_fma=1 << 12, transfer_rows=(1 << 22,),
-             n_stream=1 << 22, n_profiler=1 << 20, reps=3, d2d_bytes=64 * MiB, fma_iters=4096,
+# Small enough that the host fakes' emulated kernels finish too (rehearsals without a GPU).
+QUICK = Plan(n_kernel=1 << 16, k_fma=64, n_check_fma=1 << 10, transfer_rows=(1 << 16,),
+             n_stream=1 << 16, n_profiler=1 << 14, reps=3, d2d_bytes=64 * MiB, fma_iters=4096,
              compile_cold=False)
 
 TARGETS = {"kernel_vs_d2d": 0.85, "kernel_vs_fma": 0.90, "cupy_vs_pycuda": 0.05,
@@ -78,7 +80,7 @@ TARGETS = {"kernel_vs_d2d": 0.85, "kernel_vs_fma": 0.90, "cupy_vs_pycuda": 0.05,
 
 
 def card_slug(name: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'NVIDIA-H100-80GB-HBM3' (as bench/gpu_checks.sh names it)."""
+    """'NVIDIA H200' -> 'NVIDIA-H200' (as bench/gpu_checks.sh names it)."""
     return re.sub(r"[^A-Za-z0-9]", "-", name).rstrip("-") or "no-gpu"
 
 
@@ -88,8 +90,8 @@ def card_slug(name: str) -> str:
 class Ceilings:
     """Stored `gpukit limits` figures for this machine, else measured here on demand."""
 
-    def __init__(self, cp, device_name: str, plan: Plan):
-        self.cp, self.plan = cp, plan
+    def __init__(self, device_name: str, plan: Plan):
+        self.plan = plan
         facts = machine.facts()
         facts["gpu"] = {"device": device_name}
         stored = ceilings.load(facts)
@@ -101,6 +103,7 @@ class Ceilings:
         elif stored:
             self.note = "stored ones are --quick figures: measured here instead"
         self.inline: dict[str, float] = {}
+        self._session = None
 
     def get(self, name: str, measure, *args) -> tuple[float, str]:
         """(value, source) of figure `name`; `measure(*args)` when it is not stored."""
@@ -111,62 +114,35 @@ class Ceilings:
             self.inline[key] = measure(*args)
         return self.inline[key], "inline"
 
-    def _event_median_s(self, enqueue, reps: int) -> float:
-        cp = self.cp
-        stream = cp.cuda.Stream(non_blocking=True)
-        pairs = [(cp.cuda.Event(), cp.cuda.Event()) for _ in range(reps + 2)]
-        for start, end in pairs:
-            start.record(stream)
-            enqueue(stream)
-            end.record(stream)
-        stream.synchronize()
-        return statistics.median(cp.cuda.get_elapsed_time(a, b) * 1e-3 for a, b in pairs[2:])
+    def session(self):
+        """A gpukit limits session sized for this plan's figures, opened once."""
+        if self._session is None:
+            from gpukit.limits import gpu
+            sizes = tuple(sorted({4 * n for n in self.plan.transfer_rows}))
+            self._session = gpu.Session(gpu.GpuPlan(
+                sizes=sizes, large_reps=5, mid_reps=5, warmup=2, d2d_bytes=self.plan.d2d_bytes,
+                d2d_reps=10, fma_iters=self.plan.fma_iters, fma_reps=5,
+                bidir_bytes=min(sizes)))
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def d2d_gbps(self) -> float:
-        cp, nbytes = self.cp, self.plan.d2d_bytes
-        src, dst = cp.empty(nbytes, dtype=cp.uint8), cp.empty(nbytes, dtype=cp.uint8)
-        src.fill(1)
-        rt = cp.cuda.runtime
-        t = self._event_median_s(lambda s: rt.memcpyAsync(dst.data.ptr, src.data.ptr, nbytes,
-                                                          rt.memcpyDeviceToDevice, s.ptr), 10)
-        src = dst = None  # the timed copies are done: give the 2 GiB back before the next figure
-        cp.get_default_memory_pool().free_all_blocks()
-        return 2 * nbytes / t / 1e9
+        return self.session().measure_d2d()[0]["d2d_gbps"]
 
     def fma_gflops(self) -> float:
-        cp = self.cp
-        from gpukit.kernels.base import cuda_source_path
-        module = cp.RawModule(code=cuda_source_path("limits.cu").read_text(),
-                              options=("--std=c++17",))
-        fma = module.get_function("gpukit_fma")
-        sms = cp.cuda.runtime.getDeviceProperties(0)["multiProcessorCount"]
-        blocks, threads, iters = sms * 8, 256, self.plan.fma_iters
-        out = cp.empty(blocks * threads, dtype=cp.float32)
-        args = (out, np.int32(iters), np.float32(0.999), np.float32(1e-3))
-
-        def launch(stream):
-            with stream:
-                fma((blocks,), (threads,), args)
-
-        t = self._event_median_s(launch, 5)
-        return 2 * 8 * iters * blocks * threads / t / 1e9
+        return self.session().measure_fma()[0]["fma_gflops"]
 
     def pinned_gbps(self, direction: str, nbytes: int) -> float:
-        cp = self.cp
-        import cupyx
-        host = cupyx.empty_pinned(nbytes, dtype=np.uint8)
-        host.fill(1)
-        dev = cp.empty(nbytes, dtype=cp.uint8)
-        rt = cp.cuda.runtime
-        if direction == "h2d":
-            dst, src, kind = dev.data.ptr, host.ctypes.data, rt.memcpyHostToDevice
-        else:
-            dst, src, kind = host.ctypes.data, dev.data.ptr, rt.memcpyDeviceToHost
-        t = self._event_median_s(lambda s: rt.memcpyAsync(dst, src, nbytes, kind, s.ptr), 5)
-        del host, dev
-        cp.get_default_memory_pool().free_all_blocks()
-        cp.get_default_pinned_memory_pool().free_all_blocks()
-        return nbytes / t / 1e9
+        session = self.session()
+        with session.dev.active():
+            for _ in range(2):
+                session.time_copy(direction, "pinned", nbytes)
+            times = [session.time_copy(direction, "pinned", nbytes)[0] for _ in range(5)]
+        return nbytes / statistics.median(times) / 1e9
 
 
 # -- running gpukit's backends ------------------------------------------------------------------
@@ -247,11 +223,14 @@ def device_phase(runs, phase) -> float:
 
 
 class Report:
-    def __init__(self, quick: bool):
+    def __init__(self, quick: bool, budget_s: float | None = None):
         self.rows: list[dict] = []
         self.errors: list[dict] = []
+        self.not_run: list[str] = []
         self.details: dict = {}
         self.quick = quick
+        self.budget_s = budget_s
+        self.t0 = time.perf_counter()
 
     def add(self, figure: str, measured: float, unit: str, target: str, ceiling=None,
             ratio=None, passed=None, note: str = "") -> None:
@@ -261,6 +240,10 @@ class Report:
 
     def step(self, label: str, fn) -> None:
         t0 = time.perf_counter()
+        if self.budget_s is not None and t0 - self.t0 > self.budget_s:
+            self.not_run.append(label)
+            print(f"-- {label}: NOT RUN, past the budget of {self.budget_s:g} s", flush=True)
+            return
         print(f"-- {label}", flush=True)
         try:
             fn()
@@ -313,7 +296,7 @@ def transfer_rows(report: Report, name: str, n: int, runs, ceil: Ceilings) -> No
         moved = nbytes + (8 if direction == "h2d" else 0)
         gbps = moved / device_phase(runs, phase) / 1e9
         ceiling, src = ceil.get(f"{direction}_pinned_gbps", ceil.pinned_gbps, direction, nbytes)
-        report.add(f"{name} pinned {direction.upper()} {nbytes // MiB} MiB", gbps, "GB/s",
+        report.add(f"{name} pinned {direction.upper()} {cc.size_text(nbytes)}", gbps, "GB/s",
                    f">= {TARGETS['pinned_vs_ceiling']:.0%} of pinned ceiling", ceiling,
                    gbps / ceiling, gbps >= TARGETS["pinned_vs_ceiling"] * ceiling,
                    f"ceiling: {src}")
@@ -395,6 +378,8 @@ def table(report: Report) -> list[str]:
                      f"{row['target']}; {row['note']}")
     for err in report.errors:
         lines.append(f"ERROR in {err['step']}: {err['error']}")
+    for label in report.not_run:
+        lines.append(f"NOT RUN (past the budget): {label}")
     return lines
 
 
@@ -404,48 +389,70 @@ def main(argv=None) -> int:
                         help="a 10-second smoke test at small sizes; no PASS/FAIL verdicts")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                         help="folder for gpu-bench-<card>.json (default bench/results)")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no step after this many seconds (default: no limit)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
 
+    from gpukit.errors import BackendUnavailable
+    from gpukit.limits import gpu
     try:
-        import cupy as cp
-        props = cp.cuda.runtime.getDeviceProperties(0)
-    except Exception as exc:
-        print(f"error: no GPU through CuPy: {type(exc).__name__}: {exc}", file=sys.stderr)
+        name = gpu.probe()["device"]
+    except BackendUnavailable as exc:
+        print(f"error: no GPU: {exc}", file=sys.stderr)
         return 3
-    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-    report = Report(args.quick)
+    report = Report(args.quick, args.budget_s)
     data = Inputs(kernels.load("polyval"))
-    ceil = Ceilings(cp, name, plan)
+    ceil = Ceilings(name, plan)
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.perf_counter()
     path = args.out / f"gpu-bench-{card_slug(name)}{'-quick' if args.quick else ''}.json"
-    try:
-        report.step("polyval kernel vs copy and FMA ceilings, CuPy and PyCUDA",
-                    lambda: kernel_figures(report, plan, data, ceil))
-        report.step("pinned transfers vs ceilings", lambda: transfer_figures(report, plan, data,
-                                                                             ceil))
-        report.step("streamed vs one stream", lambda: streamed_figures(report, plan, data))
-        report.step("kernel time vs cupyx.profiler.benchmark",
-                    lambda: profiler_figure(report, plan, data))
-    finally:
+    machine_facts = machine.facts()
+
+    def save(complete: bool) -> None:
+        """The results so far, written after every step: a run cut short, even by SIGKILL,
+        keeps the steps it finished."""
         result = {
             "format": FORMAT, "version": FORMAT_VERSION,  # version 1: the first
             "date": started.isoformat(timespec="seconds"), "card": name,
             "quick": args.quick, "plan": dataclasses.asdict(plan), "targets": TARGETS,
-            "elapsed_s": time.perf_counter() - t0, "machine": machine.facts(),
+            "elapsed_s": time.perf_counter() - t0, "machine": machine_facts,
+            "complete": complete,
             "ceilings": {"source": ceil.note, "stored": ceil.stored, "measured_here": ceil.inline},
-            "figures": report.rows, "errors": report.errors, "details": report.details,
+            "figures": report.rows, "errors": report.errors, "not_run": report.not_run,
+            "details": report.details,
         }
         args.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        tmp.replace(path)
+
+    steps = [("polyval kernel vs copy and FMA ceilings, CuPy and PyCUDA",
+              lambda: kernel_figures(report, plan, data, ceil)),
+             ("pinned transfers vs ceilings", lambda: transfer_figures(report, plan, data, ceil)),
+             ("streamed vs one stream", lambda: streamed_figures(report, plan, data)),
+             ("kernel time vs cupyx.profiler.benchmark",
+              lambda: profiler_figure(report, plan, data))]
+    complete = False
+    try:
+        save(complete)
+        for label, fn in steps:
+            report.step(label, fn)
+            save(complete)
+        complete = True
+    except KeyboardInterrupt:
+        report.errors.append({"step": "all", "error": "interrupted (SIGINT or Ctrl-C)",
+                              "traceback": ""})
+    finally:
+        ceil.close()
+        save(complete)
         print()
         print(f"{name}, {started:%Y-%m-%d}, {'quick smoke test' if args.quick else 'targets'}; "
               f"ceilings: {ceil.note}")
         print("\n".join(table(report)))
         print(f"written: {path} ({time.perf_counter() - t0:.0f} s)")
     failed = any(row["pass"] is False for row in report.rows)
-    return 1 if report.errors or failed else 0
+    return 1 if report.errors or report.not_run or failed else 0
 
 
 if __name__ == "__main__":

@@ -1,159 +1,218 @@
 #!/usr/bin/env bash
-# Every pending GPU check of gpukit, on the GPU test machine, in as few device calls as possible.
+# Every GPU check of gpukit in one device call of at most 420 s, the most needed first.
 #
-# Here, once:    bash bench/fetch_device_wheels.sh        (fills the ignored .gpu-wheels/)
-# On the device: bash bench/gpu_checks.sh [STAGE...]      (carry: [".gpu-wheels"])
+# Here, once:    bash bench/fetch_device_wheels.sh     (fills the ignored .gpu-wheels/ with PyCUDA)
+# On the device: bash bench/gpu_checks.sh               (carry: [".gpu-wheels"])
+#                bash bench/gpu_checks.sh STAGE...      (only those, e.g. one to run again)
+# Anywhere:      bash bench/gpu_checks.sh --dry-run     (the plan: a line a stage, then the total)
 #
-# STAGEs run in the order given (default `all`: every stage below, in this order). A step that
-# would start after GPUKIT_DEADLINE_S seconds (default 560, inside the 600 s limit of one call)
-# is skipped and its stage named in the summary, and a step still running at the deadline gets
-# SIGINT (compare and gpu_bench.py save what they measured), so the call always comes back with
-# what it measured. All of it takes two or three calls (tests and compare take most of the
-# first): `all`, then the stages the summary names, e.g. `bash bench/gpu_checks.sh bench kernels mpi`.
-#   tests    the whole test suite there (the `gpu` tests, and MPI under the machine's Open MPI)
-#   limits   `limits --refresh` against CEILINGS.md (the other stages measure it first if needed)
-#   compare  `compare` with all five backends, polyval, default sweep (issue 2 and 4 figures)
-#   bench    the issue-3 benchmark: bench/gpu_bench.py against its targets
-#   kernels  `compare` for blackscholes, mandelbrot and nbody on all backends (issue 5 figures)
-#   mpi      MPI ranks 1..16 beside threads and processes, polyval, largest n (issue 6 figures)
+# Stages, in this order, each under its own limit (SIGINT at the limit, so compare, gpu_bench.py
+# and pytest save what they measured; SIGKILL 5 s later):
+#   facts    PyCUDA's wheels installed, imports checked, nvidia-smi, memory, versions, backends
+#   tests    the GPU tests only (`pytest -m gpu`; CI runs the rest)
+#   limits   `gpukit limits --refresh`, held against a reference of the same card model only
+#   bench    bench/gpu_bench.py: the GPU targets in BENCHMARKS.md
+#   compare  polyval k=2 and 64: CuPy and PyCUDA (pageable, pinned, streamed) beside serial,
+#            threads and processes (NumPy) at 1, 4 and 16 workers
+#   extra    only if time remains: blackscholes, mandelbrot and nbody (serial NumPy against the
+#            GPU, two sizes each), then MPI at 1, 2, 4, 8 and 16 ranks
+# Each stage writes into $OUT/<stage>/ as it finishes (its log and results), so a call cut
+# short keeps what ran; $OUT/summary.txt has a line a stage: ok, failed, cut at its limit, or
+# not run and why. A stage whose limit no longer fits in what is left of GPUKIT_CHECKS_TOTAL_S
+# (default 420) runs with what is left, or not at all under 5 s.
 #
-# Everything lands in bench/results/ (named with the card) and, packed, in $OUT for the caller.
+# Rehearsing on a machine without a GPU: GPUKIT_CHECKS_SMALL=1 runs every stage at small sizes
+# (and --quick where a command has it), so that the host fakes' emulated kernels finish;
+# GPUKIT_CHECKS_SCALE=0.1 scales every limit, to see the cuts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-ALL="tests limits compare bench kernels mpi"
-stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(all)
-for stage in "${stages[@]}"; do
-    case " $ALL all " in
-        *" $stage "*) ;;
-        *) echo "error: unknown stage $stage (${ALL// /, }, all)" >&2; exit 2 ;;
-    esac
-done
-deadline=${GPUKIT_DEADLINE_S:-560}
-OUT=${OUT:-/tmp/gpukit-out}
-mkdir -p "$OUT" bench/results
 
-if ! python3 -m pip install -q --no-index --no-deps --target /tmp/site .gpu-wheels/*.whl \
-        > "$OUT/pip.txt" 2>&1; then
-    # PyCUDA then shows as unavailable and --require-gpu still passes on CuPy alone: say so.
-    echo "== wheels: install failed (was .gpu-wheels carried?); PyCUDA will be unavailable" \
-        | tee -a "$OUT/summary.txt"
-    tail -n 3 "$OUT/pip.txt"
+STAGES=(facts tests limits bench compare extra)
+declare -A LIMIT=([facts]=20 [tests]=90 [limits]=45 [bench]=120 [compare]=120 [extra]=0)
+TOTAL=${GPUKIT_CHECKS_TOTAL_S:-420}
+SCALE=${GPUKIT_CHECKS_SCALE:-1}
+SMALL=${GPUKIT_CHECKS_SMALL:-}
+# `extra` has no limit of its own: it gets what the others leave.
+fixed=0
+for s in "${STAGES[@]}"; do fixed=$(( fixed + LIMIT[$s] )); done
+LIMIT[extra]=$(( TOTAL - fixed ))
+
+if [ "${1:-}" = "--dry-run" ]; then
+    for s in "${STAGES[@]}"; do
+        if [ "$s" = extra ]; then
+            echo "extra    up to ${LIMIT[extra]} s (only if time remains)"
+        else
+            printf '%-8s %d s\n' "$s" "${LIMIT[$s]}"
+        fi
+    done
+    echo "total: $TOTAL s"
+    exit 0
 fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-export GPUKIT_CACHE_DIR=$PWD/bench/results/cache
-card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -c 'A-Za-z0-9\n' '-' | sed 's/-*$//')
-card=${card:-no-gpu}
-res=bench/results
-summary=$OUT/summary.txt
-: >> "$summary"
+run=("$@")
+[ ${#run[@]} -eq 0 ] && run=("${STAGES[@]}")
+for s in "${run[@]}"; do
+    [ -n "${LIMIT[$s]+x}" ] || { echo "error: unknown stage $s (${STAGES[*]})" >&2; exit 2; }
+done
 
-step() {  # [cap=S] step NAME COMMAND...: run (for at most S s, if given), keep its output in
-          # $res/NAME-$card.txt, note the status
+OUT=${OUT:-/tmp/gpukit-out}
+mkdir -p "$OUT"
+summary=$OUT/summary.txt
+: > "$summary"
+say() { echo "$*" | tee -a "$summary"; }
+start=$SECONDS
+
+export PYTHONPATH=/tmp/gpukit-site:$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export GPUKIT_CACHE_DIR=$OUT/cache  # ceilings measured by `limits` serve bench and compare
+if [ -n "$SMALL" ]; then
+    POLYVAL_SIZES=2^8,2^10 KERNEL_SIZES=2^8,2^10 MPI_SIZE=2^12 QUICK=--quick BUDGET=0.01
+else
+    POLYVAL_SIZES=2^12..2^24:4 KERNEL_SIZES=2^16,2^22 MPI_SIZE=2^24 QUICK= BUDGET=0.1
+fi
+
+# stage NAME COMMAND...: run it for at most its limit (scaled, and never past the total), log in
+# $OUT/NAME/log.txt, a line in the summary.
+stage() {
     local name=$1; shift
-    local log="$res/$name-$card.txt"
-    if (( SECONDS >= deadline )); then
-        echo "== $name: NOT RUN, out of time ($SECONDS s of $deadline); run stage $current again" \
-            | tee -a "$summary"
+    local dir=$OUT/$name left=$(( TOTAL - (SECONDS - start) ))
+    local limit
+    limit=$(awk -v l="${LIMIT[$name]}" -v s="$SCALE" 'BEGIN { printf "%d", l * s + 0.5 }')
+    mkdir -p "$dir"
+    if (( left < 5 )); then
+        say "$name: NOT RUN, out of time ($(( SECONDS - start )) s of $TOTAL)"
         return
     fi
-    echo "== $name: $*" | tee -a "$summary"
-    local t0=$SECONDS limit=$(( deadline - SECONDS + 20 ))
-    (( ${cap:-0} > 0 && cap < limit )) && limit=$cap
-    # SIGINT, not TERM: compare and gpu_bench.py save what they measured on KeyboardInterrupt,
-    # and pytest prints its summary; -k: whatever ignores it is killed 10 s later, inside 600 s.
-    timeout -s INT -k 10 "$limit" "$@" > "$log" 2>&1
-    local rc=$?
-    echo "   rc=$rc in $((SECONDS - t0)) s; log $log" | tee -a "$summary"
-    tail -n 25 "$log"
+    # `extra` gets whatever the others left.
+    [ "$name" = extra ] && limit=$(awk -v l="$left" -v s="$SCALE" 'BEGIN { printf "%d", l * s }')
+    (( limit > left )) && limit=$left
+    local t0=$SECONDS
+    echo "== $name (limit $limit s): $*"
+    STAGE_DIR=$dir STAGE_LIMIT=$limit timeout -s INT -k 5 "$limit" "$@" > "$dir/log.txt" 2>&1
+    local rc=$? took=$(( SECONDS - t0 ))
+    case $rc in
+        0) say "$name: ok in $took s" ;;
+        124|137) say "$name: CUT at its limit of $limit s (what it saved is in $dir)" ;;
+        *) say "$name: FAILED, rc=$rc in $took s (log: $dir/log.txt)" ;;
+    esac
+    tail -n 15 "$dir/log.txt"
 }
+
+# -- the stages, each a bash -c of its own (timeout runs programs, not shell functions) --------
 
 facts() {
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-    python3 -c "import cupy, numpy, sys; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'cupy', cupy.__version__)"
+    trap 'exit 130' INT  # stop after the interrupted command, not go on to the next
+    local env_file=$STAGE_DIR/env.sh
+    : > "$env_file"
+    if ls .gpu-wheels/*.whl > /dev/null 2>&1; then
+        python3 -m pip install -q --no-index --no-deps --target /tmp/gpukit-site \
+            .gpu-wheels/*.whl || echo "wheels: install failed; PyCUDA will be unavailable"
+    else
+        echo "wheels: none in .gpu-wheels (carry it); PyCUDA will be unavailable"
+    fi
+    # PyCUDA's wheel links libcurand.so.10 without an rpath: where the loader does not find it,
+    # the CUDA libraries of this Python's own packages (CuPy's nvidia-* wheels) are put on
+    # LD_LIBRARY_PATH for every later stage.
+    if ! python3 -c "import pycuda.driver" 2> "$STAGE_DIR/pycuda-import.txt"; then
+        cat "$STAGE_DIR/pycuda-import.txt"
+        if grep -q "cannot open shared object" "$STAGE_DIR/pycuda-import.txt"; then
+            local libs
+            libs=$(python3 - <<'PY'
+import glob, os, site, sys
+roots = site.getsitepackages() + [site.getusersitepackages()] + sys.path
+dirs = []
+for root in roots:
+    for lib in sorted(glob.glob(os.path.join(root, "nvidia", "*", "lib"))):
+        if lib not in dirs:
+            dirs.append(lib)
+print(":".join(dirs))
+PY
+)
+            if [ -n "$libs" ]; then
+                echo "export LD_LIBRARY_PATH=$libs\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" \
+                    > "$env_file"
+                echo "pycuda: a CUDA library was not found; LD_LIBRARY_PATH now has $libs"
+                . "$env_file"
+                python3 -c "import pycuda.driver; print('pycuda: imports now')" \
+                    || echo "pycuda: still does not import"
+            else
+                echo "pycuda: no nvidia/*/lib folders in this Python's packages to add"
+            fi
+        fi
+    fi
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
+        || echo "nvidia-smi: none"
+    free -g
+    python3 -c "import sys, numpy; print('python', sys.version.split()[0], 'numpy', numpy.__version__)"
+    python3 -c "import cupy; print('cupy', cupy.__version__)" || true
+    python3 -c "import pycuda; print('pycuda', pycuda.VERSION_TEXT)" || true
+    mpiexec --version 2>&1 | head -1 || true
     python3 -m gpukit backends
 }
-export -f facts  # `timeout` runs programs, not shell functions: step runs it as bash -c facts
 
-mpi_probe() {
-    # Open MPI's shared-memory transport copies large messages with process_vm_readv, which a
-    # container may forbid (the job then aborts); its copy-in/copy-out fallback works anywhere.
-    # Probe once with a 32 MiB Gatherv, and fall back only if the probe fails, saying so.
-    [ -n "${mpi_probed:-}" ] && return
-    mpi_probed=1
-    mpiexec --version 2>/dev/null | grep -qE "Open MPI|OpenRTE" \
-        || return 0  # the fallback is Open MPI's (4.1's mpiexec --version says "OpenRTE")
-    local probe='from mpi4py import MPI; import numpy as np; c = MPI.COMM_WORLD; a = np.ones(1 << 22); b = np.empty(2 * a.size) if c.rank == 0 else None; c.Gather(a, b, root=0); print("mpi ok", c.size) if c.rank == 0 else None'
-    local run_as=""; [ "$(id -u)" = 0 ] && run_as=--allow-run-as-root
-    if ! timeout 60 mpiexec $run_as -n 2 python3 -c "$probe" > "$res/mpi-probe-$card.txt" 2>&1; then
-        export OMPI_MCA_btl_vader_single_copy_mechanism=none
-        echo "== mpi: probe failed; OMPI_MCA_btl_vader_single_copy_mechanism=none from here on" | tee -a "$summary"
-        tail -n 5 "$res/mpi-probe-$card.txt"
-    fi
+tests() {
+    trap 'exit 130' INT  # stop after the interrupted command, not go on to the next
+    # -v: a line a test as it ends, so that a cut keeps every outcome so far.
+    python3 -m pytest -m gpu -v -rs -p no:cacheprovider --junitxml="$STAGE_DIR/junit.xml" tests/
 }
 
-stage_tests() {
-    mpi_probe
-    step facts bash -c facts
-    # Capped, so that a hang in the suite cannot eat the time of the stages that measure.
-    cap=240 step pytest python3 -m pytest -v -rs -p no:cacheprovider tests/
+limits() {
+    trap 'exit 130' INT  # stop after the interrupted command, not go on to the next
+    python3 -m gpukit limits --refresh $QUICK --json "$STAGE_DIR/limits.json" || return
+    python3 bench/limits_gpu_check.py --from "$STAGE_DIR/limits.json"
 }
 
-limits_once() {
-    # The ceilings before any compare, so that it stores them with its results (a fresh call
-    # starts with an empty cache: the cache lives on the device).
-    [ -f "$res/limits-$card.json" ] || step limits python3 -m gpukit limits --refresh \
-        --json "$res/limits-$card.json"
+bench() {
+    trap 'exit 130' INT  # stop after the interrupted command, not go on to the next
+    # Its own budget a little inside the stage's limit, so that it stops between steps.
+    python3 bench/gpu_bench.py $QUICK --out "$STAGE_DIR" --budget-s "$(( STAGE_LIMIT * 3 / 4 ))"
 }
 
-stage_limits() {
-    limits_once
-    step limits-vs-ceilings python3 bench/limits_gpu_check.py --from "$res/limits-$card.json"
+compare_polyval() {
+    trap 'exit 130' INT  # stop after the interrupted command, not go on to the next
+    local no_limits=
+    ls "$GPUKIT_CACHE_DIR"/ceilings-*.json > /dev/null 2>&1 || no_limits=--no-limits
+    python3 -m gpukit compare --kernel polyval --param k=2,64 --impls numpy \
+        --backends serial,threads,processes,cupy,pycuda --workers 1,4,16 \
+        --sizes "$POLYVAL_SIZES" --budget-s "$BUDGET" --run-limit-s 0.5 --require-gpu \
+        --no-progress $no_limits -o "$STAGE_DIR/compare-polyval.json" || return
+    python3 -m gpukit report "$STAGE_DIR/compare-polyval.json" --quiet \
+        --markdown "$STAGE_DIR/findings-polyval.md"
 }
 
-stage_bench() {
-    step gpu-bench python3 bench/gpu_bench.py
-}
-
-stage_compare() {
-    limits_once
-    # A 1 s run limit (default 0.25 s) lets pickled processes reach the largest n, which the
-    # issue's pickled-vs-shared-memory comparison needs.
-    step compare-polyval python3 -m gpukit compare --require-gpu --no-progress --run-limit-s 1 \
-        -o "$res/compare-polyval-$card.json"
-    step report-polyval python3 -m gpukit report "$res/compare-polyval-$card.json" --quiet \
-        --html "$res/compare-polyval-$card.html" --plots "$res/plots-$card" \
-        --markdown "$res/findings-polyval-$card.md"
-}
-
-stage_kernels() {
-    limits_once
+extra() {
+    trap 'exit 130' INT  # stop after the interrupted command, not go on to the next
+    local rc=0
     for k in blackscholes mandelbrot nbody; do
-        step "compare-$k" python3 -m gpukit compare --kernel "$k" --require-gpu --no-progress \
-            --workers 1,4,16 -o "$res/compare-$k-$card.json"
-        step "report-$k" python3 -m gpukit report "$res/compare-$k-$card.json" --quiet \
-            --markdown "$res/findings-$k-$card.md"
+        python3 -m gpukit compare --kernel "$k" --impls numpy --backends serial,cupy,pycuda \
+            --sizes "$KERNEL_SIZES" --budget-s "$BUDGET" --require-gpu --no-progress --no-limits \
+            -o "$STAGE_DIR/compare-$k.json" || rc=$?
     done
+    # Open MPI's shared-memory transport copies large messages with process_vm_readv, which a
+    # container may forbid (the job then aborts): a 2-rank probe first, and only if it fails
+    # the copy-in/copy-out fallback, said in the log.
+    local run_as=""; [ "$(id -u)" = 0 ] && run_as="--allow-run-as-root"
+    local probe='from mpi4py import MPI; import numpy as np; c = MPI.COMM_WORLD; a = np.ones(1 << 22); b = np.empty(2 * a.size) if c.rank == 0 else None; c.Gather(a, b, root=0)'
+    if mpiexec --version 2>&1 | grep -qE "Open MPI|OpenRTE" \
+            && ! timeout 30 mpiexec $run_as -n 2 python3 -c "$probe"; then
+        export OMPI_MCA_btl_vader_single_copy_mechanism=none
+        echo "mpi: the probe failed; OMPI_MCA_btl_vader_single_copy_mechanism=none from here on"
+    fi
+    python3 -m gpukit compare --kernel polyval --param k=2,64 --impls numpy \
+        --backends serial,mpi --workers 1,2,4,8,16 --sizes "$MPI_SIZE" --budget-s "$BUDGET" \
+        --no-progress --no-limits -o "$STAGE_DIR/compare-mpi.json" || rc=$?
+    return $rc
 }
 
-stage_mpi() {
-    mpi_probe
-    limits_once
-    step compare-mpi python3 -m gpukit compare --backends serial,threads,processes,mpi \
-        --impls numpy --param k=2,64 --sizes 2^24 --workers 1,2,4,8,16 --no-progress \
-        -o "$res/compare-mpi-$card.json"
-    step report-mpi python3 -m gpukit report "$res/compare-mpi-$card.json" --quiet \
-        --markdown "$res/findings-mpi-$card.md"
-}
+export -f facts tests limits bench compare_polyval extra
+export POLYVAL_SIZES KERNEL_SIZES MPI_SIZE QUICK BUDGET
 
-for stage in "${stages[@]}"; do
-    [ "$stage" = all ] && run=($ALL) || run=("$stage")
-    for current in "${run[@]}"; do
-        "stage_$current"
-    done
+for s in "${run[@]}"; do
+    fn=$s
+    [ "$s" = compare ] && fn=compare_polyval
+    stage "$s" bash -c "$fn"
+    # What facts found about the loader path holds for every later stage.
+    [ "$s" = facts ] && [ -s "$OUT/facts/env.sh" ] && . "$OUT/facts/env.sh"
 done
-
-# At most 8 files come back from $OUT: the summary and one archive of everything written.
-name=$(IFS=_; echo "${stages[*]}")
-tar czf "$OUT/results-$name-$card.tar.gz" "$res"
-echo "results packed in $OUT/results-$name-$card.tar.gz"
+say "total: $(( SECONDS - start )) s of $TOTAL"
+for s in "${STAGES[@]}"; do
+    printf '%s\n' "${run[@]}" | grep -qx "$s" || say "$s: not run (not asked for)"
+done

@@ -47,11 +47,12 @@ FIGURES = {
     "bidir_speedup": "the two copies at once vs one after the other (times, same sizes)",
     "copy_latency_s": "a 4 KiB copy, either way",
     "d2d_gbps": "device-to-device copy (read + write)",
-    "launch_cupy_s": "empty kernel through CuPy, queued",
+    "launch_cupy_s": "empty kernel through CuPy, queued: the host's cost to issue one",
     "launch_cupy_sync_s": "empty kernel through CuPy, with synchronize",
-    "launch_pycuda_s": "empty kernel through PyCUDA, plain call",
-    "launch_pycuda_sync_s": "empty kernel through PyCUDA, plain call with synchronize",
-    "launch_pycuda_prepared_s": "empty kernel through PyCUDA, prepared call",
+    "launch_cupy_device_s": "empty kernels through CuPy, queue held full: the device's time each",
+    "launch_pycuda_s": "empty kernel through PyCUDA's prepared call, queued: the host's cost",
+    "launch_pycuda_sync_s": "empty kernel through PyCUDA's prepared call, with synchronize",
+    "launch_pycuda_device_s": "empty kernels through PyCUDA, queue held full: the device's time",
     "fma_gflops": "float32 FMA rate of the GPU",
 }
 

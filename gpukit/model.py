@@ -44,7 +44,7 @@ DISPATCH = {"threads": ("thread_dispatch_s", phases.COMPUTE),
             "processes": ("process_dispatch_s", phases.TRANSFER_IN)}
 DISPATCH_EXTRA = {"threads": "thread_dispatch_extra_s", "processes": "process_dispatch_extra_s"}
 # GPU launch cost figure per GPU backend: the call each backend makes (PyCUDA's prepared call).
-LAUNCH = {"cupy": "launch_cupy_s", "pycuda": "launch_pycuda_prepared_s"}
+LAUNCH = {"cupy": "launch_cupy_s", "pycuda": "launch_pycuda_s"}
 # What the host's one wait per run adds: (launch with a synchronize each, the same launch queued).
 LAUNCH_SYNC = {"cupy": ("launch_cupy_sync_s", "launch_cupy_s"),
                "pycuda": ("launch_pycuda_sync_s", "launch_pycuda_s")}

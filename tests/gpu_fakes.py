@@ -495,3 +495,14 @@ def install(monkeypatch, gpu, libraries=LIBRARIES):
     monkeypatch.setattr(pycuda_backend, "_PRIMARY", {})
     monkeypatch.setattr(gpu_backend, "_COMPILE_FIGURES", {})
     monkeypatch.setattr(gpu_backend, "_CONTEXT", {})
+
+
+def install_globally(gpu: FakeGPU | None = None) -> FakeGPU:
+    """Put both fake libraries in sys.modules for the rest of this process (rehearsals only:
+    tests/fake_gpu_site)."""
+    gpu = gpu or FakeGPU()
+    for modules in (fake_cupy(gpu), fake_pycuda(gpu)):
+        for name, module in modules.items():
+            module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+            sys.modules[name] = module
+    return gpu

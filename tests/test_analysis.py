@@ -546,7 +546,7 @@ def test_model_takes_pycudas_prepared_launch_and_its_own_synchronize_cost():
                                     device=True), figures)
     ph = v.prediction.phases_s
     assert ph[COMPUTE] == pytest.approx(5.5e-6 + (8 * n + 12) / 2900e9)  # prepared_async_call
-    assert ph[OUT] == pytest.approx(9e-6 + 4 * n / 55.1e9 + (12e-6 - 7.4e-6))
+    assert ph[OUT] == pytest.approx(9e-6 + 4 * n / 55.1e9 + (12e-6 - 5.5e-6))
 
 
 def test_model_names_the_figures_it_lacks():

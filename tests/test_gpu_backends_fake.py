@@ -20,7 +20,7 @@ import pytest
 
 from gpukit import kernels, phases
 from gpukit.backends import cuda_common as cc
-from gpukit.backends import pycuda_backend
+from gpukit.backends import gpu_backend, pycuda_backend
 from gpukit.backends.cupy_backend import CupyBackend
 from gpukit.backends.pycuda_backend import PycudaBackend
 from gpukit.errors import UsageError
@@ -50,6 +50,15 @@ def variant_of(cls, memory, streamed=False):
     kernel = kernels.load("polyval")
     return next(v for v in cls.variants(kernel)
                 if v.option("memory") == memory and cc.is_streamed(v) == streamed)
+
+
+def polyval_session(cls, memory="pinned", settings=PLAIN, n=100, clock=None):
+    """An open session with polyval k=3 at `n` prepared: (session, its prepare's Startup)."""
+    kernel = kernels.load("polyval")
+    session = cls(variant_of(cls, memory), 1, settings, **({"clock": clock} if clock else {}))
+    session.open()
+    params = kernel.resolve_params({"k": 3})
+    return session, session.prepare(kernel, params, kernel.make_inputs(n, params, seed=n))
 
 
 def check_against_reference(out, inputs, params):
@@ -159,16 +168,13 @@ def test_rows_a_kernel_leaves_alone_fail_the_check_as_unwritten(fake, memory, tm
 
 def test_first_launch_and_the_timed_empty_launches_are_given_n_zero(fake):
     gpu, cls = fake
-    kernel = kernels.load("polyval")
-    session = cls(variant_of(cls, "pinned"), 1, PLAIN)
-    session.open()
-    params = kernel.resolve_params({"k": 3})
-    session.prepare(kernel, params, kernel.make_inputs(100, params))
+    session, _ = polyval_session(cls)
+    kernel, params = kernels.load("polyval"), kernels.load("polyval").resolve_params({"k": 3})
     # The first launch, which loads the module, is one too: the inputs aren't on the device yet.
     assert "kernel" not in gpu.log
-    assert gpu.log.count("empty") == 1 + cc.EMPTY_LAUNCH_REPS
+    assert gpu.log.count("empty") == 1 + 2 * cc.EMPTY_LAUNCH_REPS
     session.prepare(kernel, params, kernel.make_inputs(200, params))
-    assert gpu.log.count("empty") == 1 + cc.EMPTY_LAUNCH_REPS
+    assert gpu.log.count("empty") == 1 + 2 * cc.EMPTY_LAUNCH_REPS
     session.close()
 
 
@@ -469,3 +475,85 @@ def test_streamed_timing_reports_a_wait_for_the_host_as_idle_not_as_negative_ove
     extra = cc.streamed_run_timing(plan, times, 0.02, 0.01).extra
     assert extra["idle_s"] == pytest.approx(4e-3)
     assert extra["overlap_hidden_s"] == pytest.approx(0.0)
+
+
+# -- figures that keep Python's speed out of the GPU's -----------------------------------------
+
+
+def test_the_context_is_created_once_before_any_session_and_charged_to_none(fake):
+    gpu, cls = fake
+    facts = cls.check_available()
+    assert gpu.contexts_created == 1
+    assert facts["cuda_context_s"] >= 0 and facts["cuda_context_by"] == cls.name
+    session = cls(variant_of(cls, "pinned"), 1, PLAIN)
+    startup = session.open()
+    assert gpu.contexts_created == 1  # the session found it made
+    assert set(startup.steps_s) == {"context"}
+    assert startup.facts["cuda_context_s"] == facts["cuda_context_s"]
+    session.close()
+
+
+def test_launch_figures_are_the_hosts_issue_cost_and_the_devices_queued_launch(fake):
+    gpu, cls = fake
+    # A host clock of 1 us a reading: the 20 launches are queued well inside the 2 ms hold.
+    ticks = itertools.count()
+    session, prepared = polyval_session(cls, clock=lambda: next(ticks) * 1e-6)
+    facts = prepared.facts
+    reps = cc.EMPTY_LAUNCH_REPS
+    held = gpu.log[gpu.log.index("spin"):gpu.log.index("spin") + 4 + 3 * reps]
+    # Back to back with events around the queue, then each between two events; one wait.
+    assert held == (["spin", "event"] + ["empty"] * reps + ["event"] + ["empty", "event"] * reps
+                    + ["sync"])
+    assert facts["empty_launch_s"] == pytest.approx(EMPTY_KERNEL_S)  # the device's, each
+    assert facts["launch_to_launch_s"] == pytest.approx(EMPTY_KERNEL_S)
+    assert facts["empty_launch_host_s"] == pytest.approx(1e-6 / cc.EMPTY_LAUNCH_REPS)
+    assert facts["empty_launch_queue_full"] is True
+    session.close()
+
+
+def test_launch_bound_compares_the_kernel_with_the_devices_launch(fake, monkeypatch):
+    _gpu, cls = fake
+    session, _ = polyval_session(cls, settings={**PLAIN, "held_replay": False})
+    assert session.run()[1].extra["launch_bound"] is False  # 2 ms against 0.5 ms
+    monkeypatch.setattr(gpu_fakes, "KERNEL_S", 0.9e-3)
+    monkeypatch.setattr(gpu_fakes, "EMPTY_KERNEL_S", 0.5e-3)
+    timing = session.run()[1]
+    assert timing.device_s[phases.COMPUTE] == pytest.approx(0.9e-3)
+    assert timing.extra["launch_bound"] is True  # within twice the device's launch
+    session.close()
+
+
+@pytest.mark.parametrize("memory", ["pageable", "pinned"])
+def test_a_small_run_is_replayed_behind_a_held_stream_for_the_devices_phases(fake, memory,
+                                                                           monkeypatch):
+    gpu, cls = fake
+    monkeypatch.setattr(gpu_backend, "HELD_REPLAY_BELOW_S", 1.0)  # every fake run is small
+    kernel = kernels.load("polyval")
+    ticks = itertools.count()
+    session = cls(variant_of(cls, memory), 1, PLAIN, clock=lambda: next(ticks) * 1e-6)
+    session.open()
+    params = kernel.resolve_params({"k": 3})
+    inputs = kernel.make_inputs(100, params)
+    session.prepare(kernel, params, inputs)
+    del gpu.log[:]
+    out, timing = session.run()
+    check_against_reference(out, inputs, params)
+    one_run = ["event", "h2d", "h2d", "event", "kernel", "event", "d2h", "event"]
+    assert gpu.log == one_run + ["sync", "spin"] + one_run + ["sync"]
+    expected = dict(zip(phases.RUN_PHASES, (2 * H2D_S, KERNEL_S, D2H_S)))
+    assert timing.phases_s == pytest.approx(expected) and timing.device_s == timing.phases_s
+    assert timing.extra["unheld_phases_s"] == pytest.approx(expected)
+    replay = timing.extra["held_replay"]
+    assert replay["queue_full"] is True  # enqueued in 8 us of host clock, held for 50 us
+    assert replay["hold_s"] == pytest.approx(gpu_backend.HOLD_MIN_S)
+    assert timing.wall_s == pytest.approx(4e-6)  # the timed run's five readings only
+    session.close()
+
+
+def test_runs_whose_device_time_is_long_are_not_replayed(fake):
+    gpu, cls = fake
+    session, _ = polyval_session(cls)
+    del gpu.log[:]
+    timing = session.run()[1]  # 7 ms of fake device time
+    assert "spin" not in gpu.log and "held_replay" not in timing.extra
+    session.close()

@@ -1,18 +1,16 @@
 """`gpukit limits`: the host part through the CLI as a user runs it, the cache, the pure helpers,
 and (on a GPU machine) the GPU figures."""
 
-import itertools
 import json
-import importlib.machinery
 import sys
-import types
 
-import numpy as np
 import pytest
 
 from gpukit import ceilings, limits
 from gpukit.errors import BackendUnavailable, UsageError
 from gpukit.limits import gpu, host
+
+import gpu_fakes
 
 HOST_FIGURES = [name for step in limits.host_steps(True, 1) for name in step.names]
 
@@ -142,7 +140,6 @@ def test_transfer_sizes_and_curves():
     with pytest.raises(BackendUnavailable):
         gpu.fit_sizes(sizes, 4096, 2)
     assert gpu.FULL.reps_for(4096) > gpu.FULL.reps_for(1 << 30) >= 3
-    assert gpu.version_text(13020) == "13.2"
 
 
 def test_figures_and_curves_as_text():
@@ -173,208 +170,36 @@ def test_figures_and_curves_as_text():
 LATENCY_S = 5e-6
 BANDWIDTH = {("h2d", "pinned"): 50e9, ("d2h", "pinned"): 40e9, ("h2d", "pageable"): 10e9,
              ("d2h", "pageable"): 8e9, ("d2d", "device"): 1000e9}
-FMA_FLOPS = 50e12
-KERNEL_S = 2e-6
 TINY = gpu.GpuPlan(sizes=gpu.TRANSFER_SIZES[:3], small_reps=3, mid_reps=2, large_reps=2,
                    warmup=1, latency_count=5, bidir_bytes=64 * 1024, bidir_reps=2,
                    d2d_bytes=1 << 20, d2d_reps=2, launch_count=20, launch_sync_count=5,
-                   launch_reps=2, fma_iters=64, fma_reps=2)
+                   launch_device_count=10, launch_reps=2, fma_iters=64, fma_reps=2)
 
 
-class FakeDevice:
-    """Streams as timelines: work starts when its stream is free (and not before the host last
-    waited: an idle stream is at `now`) and a copy lasts latency + bytes / bandwidth of its kind;
-    copies on two streams overlap, as the copy engines let them."""
+class BandwidthGPU(gpu_fakes.FakeGPU):
+    """The fake device of the GPU backend's tests, with copies that take a latency plus their
+    bytes at each kind's bandwidth (a device copy reads and writes)."""
 
-    def __init__(self, free_bytes=1 << 34):
-        self.free_bytes = free_bytes
-        self.timeline = {0: 0.0}
-        self.now = 0.0
-        self.pinned = []                  # (address, size) of every pinned host buffer
-        self.device = {}                  # address -> size of device buffers
-        self.next_ptr = 1 << 40
-        self.log = []
-        self.launches = 0
-        self.context_depth = 0
-
-    def where(self, ptr):
-        if any(lo <= ptr < lo + n for lo, n in self.device.items()):
-            return "device"
-        return "pinned" if any(lo <= ptr < lo + n for lo, n in self.pinned) else "pageable"
-
-    def at(self, stream_ptr):
-        return max(self.timeline.get(stream_ptr, 0.0), self.now)
-
-    def run(self, stream_ptr, seconds):
-        self.timeline[stream_ptr] = self.at(stream_ptr) + seconds
-
-    def wait(self, t):
-        self.now = max(self.now, t)
-
-    def copy(self, dst, src, nbytes, kind, stream_ptr):
-        assert stream_ptr != 0, "copies run on a non-default stream"
-        d, s = self.where(dst), self.where(src)
-        key = {1: ("h2d", s), 2: ("d2h", d), 3: ("d2d", "device")}[kind]
-        assert {1: d == "device" != s, 2: s == "device" != d, 3: d == s == "device"}[kind], key
-        moved = 2 * nbytes if kind == 3 else nbytes  # a device copy reads and writes
-        self.run(stream_ptr, LATENCY_S + moved / BANDWIDTH[key])
-        self.log.append((key, nbytes))
+    def copy_s(self, kind, memory, nbytes):
+        moved = 2 * nbytes if kind == "d2d" else nbytes
+        return LATENCY_S + moved / BANDWIDTH[kind, memory]
 
 
-def fake_cupy(dev):
-    cupy = types.ModuleType("cupy")
-    cupy.__version__ = "0.fake"
-    cupy.uint8, cupy.float32, cupy.nan = np.uint8, np.float32, np.nan
-    state = {"stream": None}
-    runtime = types.SimpleNamespace(
-        getDeviceCount=lambda: 1,
-        getDeviceProperties=lambda i: {"name": b"Fake GPU", "multiProcessorCount": 4,
-                                       "l2CacheSize": 50 << 20, "totalGlobalMem": 1 << 34},
-        driverGetVersion=lambda: 13000, runtimeGetVersion=lambda: 13020,
-        memGetInfo=lambda: (dev.free_bytes, 1 << 34),
-        memcpyHostToDevice=1, memcpyDeviceToHost=2, memcpyDeviceToDevice=3,
-        memcpyAsync=dev.copy)
-
-    class Stream:
-        _ptrs = itertools.count(1)
-
-        def __init__(self, null=False, non_blocking=False):
-            self.ptr = 0 if null else next(self._ptrs)
-            dev.timeline.setdefault(self.ptr, 0.0)
-
-        def synchronize(self):
-            dev.wait(dev.at(self.ptr))
-
-        def wait_event(self, event):
-            dev.timeline[self.ptr] = max(dev.at(self.ptr), event.t)
-
-        def __enter__(self):
-            state["previous"], state["stream"] = state["stream"], self
-            return self
-
-        def __exit__(self, *exc):
-            state["stream"] = state["previous"]
-
-    null = Stream(null=True)
-
-    class Event:
-        def record(self, stream=None):
-            self.t = dev.at((stream or null).ptr)
-
-        def synchronize(self):
-            dev.wait(self.t)
-
-    class Array:
-        def __init__(self, n, dtype):
-            self.values = np.zeros(n, dtype=dtype)
-            self.data = types.SimpleNamespace(ptr=dev.next_ptr)
-            dev.device[dev.next_ptr] = self.values.nbytes
-            dev.next_ptr += self.values.nbytes + 4096
-
-        def fill(self, value):
-            self.values.fill(value)
-
-    class Kernel:
-        def __init__(self, name):
-            self.name = name
-
-        def __call__(self, grid, block, args):
-            stream = state["stream"] or null
-            dev.launches += 1
-            if self.name == "gpukit_empty":
-                assert args == ()
-                dev.run(stream.ptr, KERNEL_S)
-                return
-            out, iters, a, b = args
-            assert isinstance(iters, np.int32) and isinstance(a, np.float32)
-            threads = grid[0] * block[0]
-            assert out.values.shape == (threads,)
-            out.values[:] = 1.0
-            dev.run(stream.ptr, 2 * gpu.FMA_CHAINS * int(iters) * threads / FMA_FLOPS)
-
-    class RawModule:
-        def __init__(self, code):
-            assert 'extern "C"' in code and "gpukit_fma" in code
-
-        def get_function(self, name):
-            return Kernel(name)
-
-    def alloc_pinned_memory(n):
-        buf = bytearray(n)
-        dev.pinned.append((np.frombuffer(buf, np.uint8).ctypes.data, n))
-        return buf
-
-    pool = types.SimpleNamespace(free_all_blocks=lambda: dev.log.append("freed"))
-    cupy.cuda = types.SimpleNamespace(
-        runtime=runtime, Stream=Stream, Event=Event, alloc_pinned_memory=alloc_pinned_memory,
-        Device=lambda i: types.SimpleNamespace(use=lambda: None, synchronize=lambda: None),
-        get_elapsed_time=lambda a, b: (b.t - a.t) * 1e3,
-        get_current_stream=lambda: state["stream"] or null)
-    cupy.empty = Array
-    cupy.RawModule = RawModule
-    cupy.isfinite = lambda arr: np.isfinite(arr.values)
-    cupy.get_default_memory_pool = cupy.get_default_pinned_memory_pool = lambda: pool
-    return cupy
-
-
-def fake_pycuda(dev):
-    pycuda = types.ModuleType("pycuda")
-    drv = types.ModuleType("pycuda.driver")
-    compiler = types.ModuleType("pycuda.compiler")
-
-    class Context:
-        def push(self):
-            dev.context_depth += 1
-
-        @staticmethod
-        def pop():
-            dev.context_depth -= 1
-
-        @staticmethod
-        def synchronize():
-            assert dev.context_depth > 0
-
-    class Function:
-        def __call__(self, block, grid):
-            assert dev.context_depth > 0 and block == (1, 1, 1)
-            dev.launches += 1
-
-        def prepare(self, arg_types):
-            self.prepared = arg_types
-
-        def prepared_call(self, grid, block):
-            assert self.prepared == "" and dev.context_depth > 0
-            dev.launches += 1
-
-    class SourceModule:
-        def __init__(self, source, no_extern_c=False):
-            assert no_extern_c and dev.context_depth > 0
-
-        def get_function(self, name):
-            assert name == "gpukit_empty"
-            return Function()
-
-    drv.init = lambda: None
-    drv.Error = RuntimeError
-    drv.Context = Context
-    drv.Device = lambda i: types.SimpleNamespace(retain_primary_context=Context)
-    compiler.SourceModule = SourceModule
-    pycuda.driver, pycuda.compiler = drv, compiler
-    return {"pycuda": pycuda, "pycuda.driver": drv, "pycuda.compiler": compiler}
-
-
-@pytest.fixture
-def fake_device(monkeypatch):
-    dev = FakeDevice()
-    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(dev))
-    for name, module in fake_pycuda(dev).items():
-        module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # what find_spec returns
-        monkeypatch.setitem(sys.modules, name, module)
+@pytest.fixture(params=gpu_fakes.LIBRARIES)
+def fake_device(request, monkeypatch):
+    """The fake device behind both fake libraries; the session measures through the one named
+    (the other is missing, as on a machine with one of them)."""
+    dev = BandwidthGPU()
+    gpu_fakes.install(monkeypatch, dev)
+    other = "pycuda" if request.param == "cupy" else "cupy"
+    monkeypatch.setitem(sys.modules, other, None)  # its import fails: not installed
+    dev.library = request.param
     return dev
 
 
 def test_fake_gpu_transfer_curves_recover_each_kind_bandwidth(fake_device):
     session = gpu.Session(TINY)
+    assert session.dev.library == fake_device.library
     figures, curves = session.measure_transfers()
     for (direction, memory), bw in BANDWIDTH.items():
         if direction == "d2d":
@@ -382,15 +207,15 @@ def test_fake_gpu_transfer_curves_recover_each_kind_bandwidth(fake_device):
         c = curves[f"{direction}_{memory}"]
         assert c["sizes_bytes"] == list(TINY.sizes)
         assert c["event_s"] == pytest.approx([LATENCY_S + n / bw for n in TINY.sizes])
-        assert all(h > 0 for h in c["host_s"])
+        assert all(h >= 0 for h in c["host_s"])
         assert figures[f"{direction}_{memory}_gbps"] == pytest.approx(
             TINY.sizes[-1] / (LATENCY_S + TINY.sizes[-1] / bw) / 1e9)
     # warm-up plus the repetitions, every kind at every size
-    per_kind = [sum(1 for k, n in fake_device.log if k == key and n == size)
+    per_kind = [fake_device.copies.count((*key, size))
                 for key in BANDWIDTH if key[0] != "d2d" for size in TINY.sizes]
     assert per_kind == [TINY.warmup + TINY.reps_for(n) for n in TINY.sizes] * 4
     session.close()
-    assert "freed" in fake_device.log
+    assert fake_device.context_depth == 0
 
 
 def test_fake_gpu_bidirectional_d2d_launch_and_fma(fake_device):
@@ -404,23 +229,29 @@ def test_fake_gpu_bidirectional_d2d_launch_and_fma(fake_device):
     figures, _ = session.measure_d2d()
     m = TINY.d2d_bytes
     assert figures["d2d_gbps"] == pytest.approx(2 * m / (LATENCY_S + 2 * m / 1000e9) / 1e9)
-    figures, _ = session.measure_launch_cupy()
-    assert 0 < figures["launch_cupy_s"] and 0 < figures["launch_cupy_sync_s"]
-    assert fake_device.launches == 1 + TINY.launch_reps * (TINY.launch_count +
-                                                           TINY.launch_sync_count)
-    figures, curves = session.measure_fma()
-    assert figures["fma_gflops"] == pytest.approx(FMA_FLOPS / 1e9)
-    assert curves["fma"]["grid"] == 4 * gpu.FMA_BLOCKS_PER_SM
+    figures, _ = session.measure_fma()
+    assert figures["fma_gflops"] == pytest.approx(gpu_fakes.FMA_FLOPS / 1e9)
     latency, curve = session.measure_latency()
     assert latency["copy_latency_s"] == max(curve["copy_latency"]["h2d_s"],
                                             curve["copy_latency"]["d2h_s"]) > 0
-    launches = fake_device.launches
-    figures, _ = gpu.measure_launch_pycuda(TINY)
-    assert all(figures[n] > 0 for n in ("launch_pycuda_s", "launch_pycuda_sync_s",
-                                        "launch_pycuda_prepared_s"))
-    assert fake_device.launches - launches == 2 + TINY.launch_reps * (
-        2 * TINY.launch_count + TINY.launch_sync_count)
+    session.close()
     assert fake_device.context_depth == 0, "PyCUDA's push is popped"
+
+
+def test_fake_gpu_launch_figures_hold_the_queue_for_the_devices_figure(fake_device):
+    session = gpu.Session(TINY)
+    del fake_device.log[:]
+    lib = fake_device.library
+    figures, _ = session.measure_launch(lib)
+    assert set(figures) == {f"launch_{lib}_s", f"launch_{lib}_sync_s", f"launch_{lib}_device_s"}
+    # The device figure: empty kernels back to back behind the spin, one event pair around them.
+    assert figures[f"launch_{lib}_device_s"] == pytest.approx(gpu_fakes.EMPTY_KERNEL_S)
+    assert figures[f"launch_{lib}_s"] > 0 and figures[f"launch_{lib}_sync_s"] > 0
+    launches = fake_device.log.count("empty")
+    assert launches == 1 + TINY.launch_reps * (TINY.launch_count + TINY.launch_sync_count
+                                               + TINY.launch_device_count)
+    assert fake_device.log.count("spin") == TINY.launch_reps
+    session.close()
 
 
 def test_fake_gpu_measure_all_keys_the_cache_by_gpu_and_says_what_is_missing(
@@ -428,14 +259,16 @@ def test_fake_gpu_measure_all_keys_the_cache_by_gpu_and_says_what_is_missing(
     monkeypatch.setenv("GPUKIT_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(limits, "host_steps", lambda quick, cores: [])
     monkeypatch.setattr(gpu, "QUICK", TINY)
-    monkeypatch.setitem(sys.modules, "pycuda", None)  # PyCUDA missing: its import fails
     facts = {"hostname": "h", "cpu": "c", "cores": 2}
     data = limits.measure_all(facts, quick=True)
+    lib = fake_device.library
+    other = "pycuda" if lib == "cupy" else "cupy"
     assert data["machine"]["gpu"]["device"] == "Fake GPU" and not data["cached"]
-    pycuda_names = {"launch_pycuda_s", "launch_pycuda_sync_s", "launch_pycuda_prepared_s"}
-    assert set(data["figures"]) == set(gpu.FIGURES) - pycuda_names
-    assert set(data["missing"]) == pycuda_names
-    assert "PyCUDA is not installed" in data["missing"]["launch_pycuda_s"]
+    assert data["machine"]["gpu"]["library"] == lib
+    other_names = {f"launch_{other}{kind}_s" for kind in gpu.LAUNCH_KINDS}
+    assert set(data["figures"]) == set(gpu.FIGURES) - other_names
+    assert set(data["missing"]) == other_names
+    assert f"{other} is not installed" in data["missing"][f"launch_{other}_s"]
     assert {"h2d_pinned", "d2h_pageable", "bidirectional", "d2d", "fma"} <= set(data["curves"])
     assert data["path"] != str(ceilings.cache_path(facts))  # the GPU is part of the key
     assert limits.measure_all(facts, quick=True)["cached"]
@@ -481,9 +314,11 @@ def test_gpu_copies_launches_and_fma_rate(session):
     assert bidir["bidir_pinned_gbps"] > 1.0 and 0.5 < bidir["bidir_speedup"] < 2.5
     d2d, _ = session.measure_d2d()
     assert d2d["d2d_gbps"] > 100
-    launch, _ = session.measure_launch_cupy()
-    assert 1e-7 < launch["launch_cupy_s"] < 1e-3
-    assert launch["launch_cupy_s"] < launch["launch_cupy_sync_s"] < 1e-2
+    lib = session.dev.library
+    launch, _ = session.measure_launch(lib)
+    assert 1e-7 < launch[f"launch_{lib}_s"] < 1e-3
+    assert launch[f"launch_{lib}_s"] < launch[f"launch_{lib}_sync_s"] < 1e-2
+    assert 1e-8 < launch[f"launch_{lib}_device_s"] < 1e-4
     fma, curve = session.measure_fma()
     assert fma["fma_gflops"] > 1000 and curve["fma"]["event_s"] > 0
 
@@ -491,9 +326,9 @@ def test_gpu_copies_launches_and_fma_rate(session):
 @pytest.mark.gpu
 def test_pycuda_launch_cost(session):
     pytest.importorskip("pycuda.driver", reason="PyCUDA is not installed")
-    figures, _ = gpu.measure_launch_pycuda(gpu.QUICK)
-    for name in ("launch_pycuda_s", "launch_pycuda_sync_s", "launch_pycuda_prepared_s"):
-        assert 1e-7 < figures[name] < 1e-2, (name, figures[name])
+    figures, _ = session.measure_launch("pycuda")
+    for name in ("launch_pycuda_s", "launch_pycuda_sync_s", "launch_pycuda_device_s"):
+        assert 1e-8 < figures[name] < 1e-2, (name, figures[name])
     assert figures["launch_pycuda_s"] < figures["launch_pycuda_sync_s"]
 
 

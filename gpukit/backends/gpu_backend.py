@@ -10,19 +10,22 @@ Beside that model, three figures keep Python's own speed out of what is said abo
   every backend before the sweep), and reported as the facts `cuda_context_s` and
   `cuda_context_by` (the library that created it). CuPy and PyCUDA share the device's primary
   context, so whichever session opened first would otherwise have paid for it.
-- Launch figures, once per session, with the kernel itself given no rows (n = 0):
-  `empty_launch_host_s` is the host's cost to issue one launch (wall clock), and
-  `empty_launch_s` the device's launch-to-launch time with the queue kept full: the launches are
-  queued behind a kernel that spins for LAUNCH_HOLD_S (kernels/limits.cu, `gpukit_spin`), with
-  one event pair around the whole queue. `empty_launch_queue_full` says whether the host did
-  queue them all inside the hold. `launch_bound` compares a run's kernel time with that device
-  figure.
+- Launch figures, once per session, with the kernel itself given no rows (n = 0), all queued
+  behind a kernel that spins for LAUNCH_HOLD_S (kernels/limits.cu, `gpukit_spin`) so that the
+  device finds them queued: `empty_launch_host_s` is the host's cost to issue one launch (wall
+  clock); `launch_to_launch_s` the device's time per launch back to back (one event pair
+  around the whole queue); `empty_launch_s` the median event time of one such launch between
+  two events, which is what a run's compute phase would read for a kernel with nothing to do.
+  `empty_launch_queue_full` says whether the host did queue them all inside the hold.
+  `launch_bound` compares a run's kernel time with `empty_launch_s`.
 - Held replay. A one-stream run whose device phases add up to less than HELD_REPLAY_BELOW_S
   runs again, after its own timing, queued behind a spin kernel long enough (twice what the
   host took to enqueue the run) that the GPU finds every copy and the launch already queued.
   Its event intervals become the run's `phases_s` (what the GPU spent); the timed run's own
   intervals, which include the GPU waiting for Python to issue the next call, are kept as
   `extra["unheld_phases_s"]`, and `wall_s` stays the timed run's host clock.
+  `extra["held_replay"]` gives the hold and whether the host had queued everything up to the
+  copies out inside it (`queue_full`). Settings `held_replay: false` turns the replay off.
 
 An adapter also says whether its library offers a NumPy-style array namespace on the device
 (`offers_array_namespace`, `array_namespace()`): what a kernel written against `xp` runs on
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import statistics
 import time
 from typing import Any, ClassVar, Protocol
 
@@ -425,10 +429,12 @@ class GpuBackend(Backend):
         timing = cc.gpu_run_timing(event_s, marks)
         if sum(event_s) < HELD_REPLAY_BELOW_S and self.settings.get("held_replay", True):
             hold_s = min(HOLD_MAX_S, max(HOLD_MIN_S, 2 * (enqueued - marks[0])))
-            t0 = self.clock()
+            held_marks = [self.clock()]
             spin(dev, self._spin_function(), hold_s, stream)
-            self._enqueue_one_stream(self._held_events, host_out, [])
-            queued_s = self.clock() - t0
+            self._enqueue_one_stream(self._held_events, host_out, held_marks)
+            # Queued in time if the copies out began inside the hold: a pageable copy out
+            # returns only when done, so the end of the enqueue says nothing.
+            queued_s = held_marks[-1] - held_marks[0]
             self._synchronize(stream)
             held = {p: dev.elapsed_s(self._held_events[i], self._held_events[i + 1])
                     for i, p in enumerate(phases.RUN_PHASES)}
@@ -523,24 +529,32 @@ class GpuBackend(Backend):
 
     def _measure_launch(self, function, startup: Startup) -> dict:
         """The launch figures of the module docstring, with the kernel given no rows."""
-        dev, stream = self.device, self._stream
+        dev, stream, reps = self.device, self._stream, cc.EMPTY_LAUNCH_REPS
         t0 = self.clock()
         spinner = self._spin_function()
         startup.facts["spin_load_s"] = self.clock() - t0
         args = self._problem.args(self._pointers, rows=0)
-        start, end = dev.event(), dev.event()
+        events = [dev.event() for _ in range(reps + 2)]
         held_from = self.clock()
         spin(dev, spinner, LAUNCH_HOLD_S, stream)
-        dev.record(start, stream)
+        # First the launches back to back, events around the queue; then each launch between
+        # two events, as a run's compute phase brackets its kernel.
+        dev.record(events[0], stream)
         t0 = self.clock()
-        for _ in range(cc.EMPTY_LAUNCH_REPS):
+        for _ in range(reps):
             self._launch(function, 1, args, stream)
         t1 = self.clock()
-        dev.record(end, stream)
+        dev.record(events[1], stream)
+        for i in range(reps):
+            self._launch(function, 1, args, stream)
+            dev.record(events[i + 2], stream)
+        queued = self.clock()
         self._synchronize(stream)
-        return {"empty_launch_s": dev.elapsed_s(start, end) / cc.EMPTY_LAUNCH_REPS,
-                "empty_launch_host_s": (t1 - t0) / cc.EMPTY_LAUNCH_REPS,
-                "empty_launch_queue_full": t1 - held_from < LAUNCH_HOLD_S}
+        bracketed = [dev.elapsed_s(events[i + 1], events[i + 2]) for i in range(reps)]
+        return {"empty_launch_s": statistics.median(bracketed),
+                "launch_to_launch_s": dev.elapsed_s(events[0], events[1]) / reps,
+                "empty_launch_host_s": (t1 - t0) / reps,
+                "empty_launch_queue_full": queued - held_from < LAUNCH_HOLD_S}
 
 
 class _Pipeline:

@@ -75,11 +75,9 @@ def gpu_steps(session, plan) -> list[Step]:
         Step("H2D and D2H at once", ("bidir_pinned_gbps", "bidir_speedup"),
              lambda: session.measure_bidirectional()),
         Step("device-to-device copy", ("d2d_gbps",), lambda: session.measure_d2d()),
-        Step("CuPy launch", ("launch_cupy_s", "launch_cupy_sync_s"),
-             lambda: session.measure_launch_cupy()),
-        Step("PyCUDA launch", ("launch_pycuda_s", "launch_pycuda_sync_s",
-                               "launch_pycuda_prepared_s"),
-             lambda: gpu.measure_launch_pycuda(plan)),
+        *(Step(f"{name} launch", tuple(f"launch_{lib}{kind}_s" for kind in gpu.LAUNCH_KINDS),
+               lambda lib=lib: session.measure_launch(lib))
+          for lib, name in zip(gpu.LIBRARIES, ("CuPy", "PyCUDA"))),
         Step("float32 FMA rate", ("fma_gflops",), lambda: session.measure_fma()),
     ]
 
