@@ -9,7 +9,11 @@ phase counts the function's operations."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sys
+from pathlib import Path
 
 import array_namespace_fake
 import gpu_fakes
@@ -22,6 +26,8 @@ from gpukit.backends.cupy_backend import CupyBackend
 from gpukit.results import Results
 from gpukit.timing import Budget
 
+ROOT = Path(__file__).resolve().parent.parent
+MPI = shutil.which("mpiexec") is not None
 PLAIN = {"compute_only": False, "compile_cold": False}
 
 FUNCTIONS = '''
@@ -216,3 +222,47 @@ def test_softplus_through_the_runner_on_every_backend_checked_against_its_refere
     gpu_case = next(c for c in results.cases if c["backend"] == "cupy")
     assert gpu_case["summary"]["phases_s"][phases.COMPUTE]["median"] == pytest.approx(
         6 * KERNEL_S)
+
+
+SITE = """
+import sys
+sys.path.insert(0, {tests!r})
+import array_namespace_fake
+import gpu_fakes
+gpu = gpu_fakes.install_globally()
+array_namespace_fake.install(sys.modules["cupy"], gpu)
+"""
+
+
+def test_softplus_in_a_file_of_its_own_through_compare_on_every_backend_and_the_fake_gpu(
+        gpukit_cli, tmp_path):
+    # Every Python the command starts (gpukit, its workers, the MPI ranks) imports this
+    # sitecustomize, which puts the fake CuPy, with its array namespace, and PyCUDA in place.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SITE.format(tests=str(Path(__file__).parent)))
+    own = tmp_path / "softplus.py"
+    own.write_text("import numpy\n\n\ndef softplus(x, xp=numpy):\n"
+                   "    return xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(x, 0)\n")
+    output = tmp_path / "all.json"
+    backends = "serial,threads,processes,cupy,pycuda" + (",mpi" if MPI else "")
+    result = gpukit_cli("compare", "--kernel", f"{own}:softplus", "--backends", backends,
+                        "--sizes", "1000,4099", "--workers", "1,2", "--budget-s", "0.01",
+                        "--min-reps", "1", "--max-reps", "3", "--no-progress",
+                        "-o", str(output), env={"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(output.read_text())
+    assert data["sweep"]["kernel"] == "softplus"
+    assert data["backends"]["cupy"]["facts"]["cupy"] == "0.fake"
+    assert "runs CUDA C only" in data["backends"]["pycuda"]["reason"]
+    backends_run = {c["backend"] for c in data["cases"]}
+    assert backends_run == {"serial", "threads", "processes", "cupy"} | ({"mpi"} if MPI else set())
+    for case in data["cases"]:
+        assert case["status"] == "ok", case
+        assert case["check"]["ok"] and case["check"]["error"] < 1e-6, case
+    gpu = [c for c in data["cases"] if c["backend"] == "cupy"]
+    assert {c["label"] for c in gpu} == {"cupy/xp/pageable", "cupy/xp/pinned"}
+    # The fake device's clock: six operations of KERNEL_S each between the copies.
+    assert all(c["summary"]["phases_s"][phases.COMPUTE]["median"] == pytest.approx(6 * KERNEL_S)
+               for c in gpu)
+    assert "pycuda" in result.stdout + result.stderr
