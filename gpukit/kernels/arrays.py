@@ -217,7 +217,7 @@ class ArrayKernel(Kernel):
         self.name = options.name or func.__name__
         self.where = where or func.__qualname__
         doc = (inspect.getdoc(func) or "").strip().splitlines()
-        self.summary = options.summary or (doc[0] if doc else "an array-namespace function")
+        self.summary = options.summary or (doc[0] if doc else "")
         self.params = options.params
         self.default_param_sets = options.param_sets or ({},)
         self.label = f"function {self.name} ({self.where})"
