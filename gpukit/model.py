@@ -411,15 +411,32 @@ def multiply_add(data: dict) -> bool:
     return bool(sweep.get("kernel_multiply_add", sweep.get("kernel") == "polyval"))
 
 
+def rated_work(case: dict) -> float:
+    """What a kernel's own rate counts: its FLOPs, or its rows where it declares no FLOPs (an
+    array function without flops_per_row), which its own runs then rate in rows per second."""
+    return case["work"]["flops"] or float(case["n"])
+
+
+def flops_known(data: dict) -> bool:
+    return any((c.get("work") or {}).get("flops") for c in data["cases"])
+
+
+def rowwise(data: dict) -> bool:
+    """Whether the run's kernel may be cut into chunks of rows (results from before the sweep
+    said so: every kernel could)."""
+    return bool(data["sweep"].get("kernel_rowwise", True))
+
+
 def _derive_kernel_rates(data: dict, values: dict) -> dict:
     """Per (params, impl) of a kernel that is not multiply-adds: its rate from the line through
-    its smallest and largest size (time = fixed cost + FLOPs / rate), so that a fixed cost per
-    call (NumPy's, a GPU launch) does not count against the rate. Serial cases for the host
-    implementations; for `cuda`, the GPU variants' fastest device compute at each size."""
+    its smallest and largest size (time = fixed cost + work / rate, the work as `rated_work`
+    counts it), so that a fixed cost per call (NumPy's, a GPU launch) does not count against
+    the rate. Serial cases for the host implementations; for the GPU ones, the GPU variants'
+    fastest device compute at each size."""
     groups: dict[tuple, dict[int, tuple[float, dict]]] = {}
     for c in _ok(data):
         gpu = _is_gpu(data, c)
-        if c["work"]["flops"] <= 0 or not (gpu or _reference(data, c)):
+        if not (gpu or _reference(data, c)):
             continue
         seconds = _phase(c, phases.COMPUTE, True) if gpu else _wall(c)
         per_n = groups.setdefault((tuple(sorted(c["params"].items())), c["impl"]), {})
@@ -428,7 +445,7 @@ def _derive_kernel_rates(data: dict, values: dict) -> dict:
     out = {}
     for key, per_n in groups.items():
         (t_lo, lo), (t_hi, hi) = per_n[min(per_n)], per_n[max(per_n)]
-        dflops, dt = hi["work"]["flops"] - lo["work"]["flops"], t_hi - t_lo
+        dflops, dt = rated_work(hi) - rated_work(lo), t_hi - t_lo
         if dflops > 0 and dt > 0:
             seconds, flops = dt, dflops
         else:
@@ -436,7 +453,7 @@ def _derive_kernel_rates(data: dict, values: dict) -> dict:
             # GPU's prediction adds that back.
             launch = values.get(traits(data, hi).launch_s) if _is_gpu(data, hi) else None
             seconds = t_hi - launch if launch and launch < t_hi / 2 else t_hi
-            flops = hi["work"]["flops"]
+            flops = rated_work(hi)
         out[key] = (flops / seconds / 1e9, _anchor_text(hi), (case_key(lo), case_key(hi)))
     return out
 
@@ -472,7 +489,7 @@ def _host_compute(case, ceil: Ceilings, parallel: int, notes: list,
     work = case["work"]
     rate, name = ceil.rate(case)
     speedup = parallel if arithmetic is None else arithmetic
-    t = work["flops"] / (rate * 1e9 * speedup)
+    t = (rated_work(case) if name == KERNEL_RATE else work["flops"]) / (rate * 1e9 * speedup)
     # A kernel's own rate comes from its whole serial time, row costs included.
     row_s = (ceil.get("host_python_row_s")
              if case["impl"] in GIL_HOLDING and name != KERNEL_RATE else None)
@@ -504,6 +521,8 @@ def chunks_per_worker(data: dict, n: int) -> int:
 def tasks(data: dict, case: dict) -> int:
     """How many tasks a pool's run hands out: chunks per worker times the workers, never more
     than the rows."""
+    if not rowwise(data):
+        return 1
     return max(1, min(chunks_per_worker(data, case["n"]) * case["workers"], case["n"]))
 
 
@@ -546,6 +565,9 @@ def _predict_host(data, case, ceil: Ceilings) -> Prediction:
     workers = case["workers"]
     parallel = min(workers, cores(data))
     arithmetic = thread_speedup(case, ceil, t.shares_gil, notes)
+    if not rowwise(data):
+        parallel, arithmetic = 1, None
+        notes.append("sees whole arrays: one worker runs it")
     if workers > cores(data):
         notes.append(f"{workers} workers on {cores(data)} cores: oversubscribed")
     # Every chunk pays the implementation's fixed cost; chunks run side by side, and a worker
@@ -589,7 +611,7 @@ def _predict_gpu(data, case, ceil: Ceilings) -> Prediction:
     own = ceil.kernel_rates.get((tuple(sorted(case["params"].items())), case["impl"]))
     rate = own[0] if own else ceil.get("fma_gflops")
     kernel = max((work["bytes_in"] + work["bytes_out"]) / (ceil.get("d2d_gbps") * 1e9),
-                 work["flops"] / (rate * 1e9))
+                 (rated_work(case) if own else work["flops"]) / (rate * 1e9))
     ph = {phases.TRANSFER_IN: latency + work["bytes_in"] / h2d,
           phases.COMPUTE: launch + kernel,
           phases.TRANSFER_OUT: latency + work["bytes_out"] / d2h}

@@ -51,6 +51,7 @@ class Sweep:
             "kernel": self.kernel.name,
             "kernel_spec": self.kernel.spec,
             "kernel_multiply_add": self.kernel.multiply_add_work,
+            "kernel_rowwise": self.kernel.rowwise,
             "implementations": self.kernel.describe()["implementations"],
             "param_sets": list(self.param_sets),
             "sizes": list(self.sizes),
@@ -113,7 +114,8 @@ def plan(sweep: Sweep, available: Mapping[str, dict]) -> list[Case]:
             continue
         cls = backends.get(name)
         for variant in cls.variants(sweep.kernel):
-            if sweep.impls and variant.impl not in sweep.impls and variant.impl != "cuda":
+            # --impls names CPU implementations; a GPU variant runs whatever its impl.
+            if sweep.impls and variant.impl not in sweep.impls and not cls.gpu:
                 continue
             for workers in (sweep.workers if cls.parallel else (1,)):
                 for params in sweep.param_sets:

@@ -606,11 +606,15 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
     if ceil.kernel_rates:
         # Not multiply-adds: limits' rate does not fit its work, its own run's rate does.
         by_params: dict[tuple, list] = {}
+        flops = model.flops_known(data)
         for (pkey, impl), (r, _src) in sorted(ceil.kernel_rates.items()):
-            by_params.setdefault(pkey, []).append(f"{impl} {r:.3g} GFLOP/s")
-        src.append("the kernel's arithmetic rated by its own runs, not as multiply-adds ("
-                   + "; ".join((f"{params_text(dict(p))}: " if len(by_params) > 1 else "")
-                               + ", ".join(rs) for p, rs in by_params.items()) + ")")
+            by_params.setdefault(pkey, []).append(f"{impl} {r:.3g} "
+                                                  + ("GFLOP/s" if flops else "G rows/s"))
+        src.append(("the kernel's arithmetic rated by its own runs, not as multiply-adds ("
+                    if flops else "the kernel, which declares no FLOPs, rated per row by its "
+                    "own runs (") + "; ".join((f"{params_text(dict(p))}: " if len(by_params) > 1
+                                               else "") + ", ".join(rs)
+                                              for p, rs in by_params.items()) + ")")
     src.append(f"lacking {', '.join(lacking)}" + ("" if stored else " (`gpukit limits` measures "
                                                  "this machine's)")
                if lacking else "none lacking for these cases")
@@ -631,10 +635,10 @@ def _model_findings(data, ceil, verdicts) -> list[Finding]:
                  f"{acc.worst.ratio:.3g}x the prediction")
         numbers["worst"] = {"label": label, "workers": w, "n": n, "ratio": acc.worst.ratio}
     text += f". Ceilings: {'; '.join(src)}."
-    if data["cases"] and all(not (c.get("work") or {}).get("flops") for c in data["cases"]):
-        # A user's kernel that declares no work: the model can only see bytes.
-        text += (" The kernel declares no FLOPs, so the model prices its arithmetic at "
-                 "nothing (a user kernel: set flops_per_row).")
+    if data["cases"] and not model.flops_known(data) and not ceil.kernel_rates:
+        # No FLOPs to count and no serial run to rate it per row (model.rated_work).
+        text += (" The kernel declares no FLOPs and no serial run rated it per row, so the "
+                 "model prices its arithmetic at nothing (set flops_per_row).")
     return [Finding("model", text, numbers)]
 
 

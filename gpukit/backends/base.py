@@ -111,6 +111,16 @@ def chunk_bounds(n: int, chunks: int, allow_empty: bool = False) -> list[tuple[i
     return bounds
 
 
+def row_chunks(kernel: Kernel, n: int, chunks: int,
+               allow_empty: bool = False) -> list[tuple[int, int]]:
+    """`chunk_bounds` for a kernel whose rows may be cut; for one that must see whole arrays
+    (`kernel.rowwise` False), one chunk of every row, and empty ones after it where
+    `allow_empty` asks for `chunks` of them (MPI ranks exist anyway)."""
+    if kernel.rowwise:
+        return chunk_bounds(n, chunks, allow_empty)
+    return [(0, n)] + [(n, n)] * (max(1, chunks) - 1 if allow_empty else 0)
+
+
 def slice_rows(arrays: Mapping[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
     return {name: arr[lo:hi] for name, arr in arrays.items()}
 

@@ -169,7 +169,7 @@ class Problem:
     n: int
     inputs: dict[str, np.ndarray]  # split then whole inputs, C-contiguous, in H2D order
     outputs: dict[str, np.dtype]  # output name -> dtype; each output has n rows
-    launch: CudaLaunch
+    launch: CudaLaunch | None  # None for an array-namespace function: its library launches
     scalars: dict[str, np.generic]  # typed value of each scalar argument, by name
     split: tuple[str, ...] = ()  # the inputs cut by rows (the others go whole to every chunk)
 
@@ -212,6 +212,15 @@ def make_problem(kernel: Kernel, params: Mapping[str, int], inputs: Inputs) -> P
     scalars = {name: scalar_type(n if name == "n" else params[name])
                for name, scalar_type in (a for a in launch.args if not isinstance(a, str))}
     return Problem(n, arrays, outputs, launch, scalars, tuple(inputs.split))
+
+
+def array_problem(kernel: Kernel, params: Mapping[str, int], inputs: Inputs) -> Problem:
+    """The problem of an array-namespace function: its inputs to copy in, its outputs to copy
+    out, no launch of gpukit's own."""
+    n = next(iter(inputs.split.values())).shape[0]
+    arrays = {name: np.ascontiguousarray(a) for name, a in inputs.split.items()}
+    outputs = {name: np.dtype(dt) for name, dt in kernel.output_dtypes(params).items()}
+    return Problem(n, arrays, outputs, None, {}, tuple(inputs.split))
 
 
 # Device outputs start with every byte this: NaN for floats of any width, -1 for integers, as

@@ -151,6 +151,16 @@ class CupyDevice(DeviceBase):
         with stream:  # RawKernel launches on the current stream
             function((grid,), (block,), args)
 
+    def device_array(self, ptr: int, shape, dtype):
+        # Over the allocation's own MemoryPointer, which keeps it alive while the array lives.
+        return self.cupy.ndarray(shape, dtype, memptr=self._memory[ptr])
+
+    def array_pointer(self, array) -> int:
+        return array.data.ptr
+
+    def on_stream(self, stream):
+        return stream  # a CuPy Stream, entered, is the current one: CuPy's operations go there
+
     def cache_folder(self) -> str | None:
         # CuPy's default disk cache keeps its folder in a private attribute; its documented
         # setting is CUPY_CACHE_DIR with ~/.cupy/kernel_cache as the default.

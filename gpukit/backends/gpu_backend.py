@@ -28,7 +28,13 @@ Beside that model, three figures keep Python's own speed out of what is said abo
   copies out inside it (`queue_full`). Settings `held_replay: false` turns the replay off.
 
 An adapter also says whether its library offers a NumPy-style array namespace on the device
-(`offers_array_namespace`, `array_namespace()`): what a kernel written against `xp` runs on.
+(`offers_array_namespace`, `array_namespace()`): what a kernel written against `xp` runs on
+(gpukit.kernels.arrays), in variants whose implementation is `xp`. Such a run is timed as any
+other: the inputs copied into device arrays (events e0-e1), the function called on them with the
+session's stream current, so that every operation it issues is queued there (e1-e2), and its
+outputs copied out (e2-e3). Its first call, in prepare, pays for the library compiling each
+operation's kernel on first use (`first_call`); the launch figures are not measured for it (the
+function issues several launches, none of them a kernel of its own).
 """
 
 from __future__ import annotations
@@ -43,11 +49,13 @@ import numpy as np
 
 from gpukit import phases
 from gpukit.backends import cuda_common as cc
-from gpukit.backends.base import Backend, Startup
+from gpukit.backends.base import Backend, Startup, Variant
 from gpukit.errors import BackendUnavailable, KernelError
 from gpukit.kernels.base import cuda_source_path
 
 DEVICE = 0
+# The implementation name of an array-namespace function's variants.
+ARRAY_IMPL = "xp"
 
 LAUNCH_HOLD_S = 2e-3  # far longer than Python takes to issue EMPTY_LAUNCH_REPS launches
 HELD_REPLAY_BELOW_S = 1e-3
@@ -96,6 +104,12 @@ class Device(Protocol):
     def function_facts(self, function) -> dict: ...  # registers, local_bytes, shared_bytes
     def launch(self, function, grid: int, block: int, args: tuple, stream) -> None: ...
     def cache_folder(self) -> str | None: ...  # the on-disk compile cache
+    # Where offers_array_namespace: the namespace's array over memory from alloc(), the device
+    # pointer of one of its C-contiguous arrays, and a context manager inside which the
+    # namespace's operations are queued on `stream`.
+    def device_array(self, ptr: int, shape, dtype) -> Any: ...
+    def array_pointer(self, array) -> int: ...
+    def on_stream(self, stream): ...
     def compile_cold(self, source: str) -> None: ...  # compile, no cache of any kind
     def compile_warm(self, source: str) -> None: ...  # compile from the on-disk cache
 
@@ -110,6 +124,17 @@ class DeviceBase:
 
     def array_namespace(self):
         return None
+
+    # The array namespace's calls, for an adapter whose library offers none: never called, as
+    # the backend offers no array-function variant there.
+    def device_array(self, ptr: int, shape, dtype):
+        raise NotImplementedError(f"{self.library} offers no array namespace")
+
+    def array_pointer(self, array) -> int:
+        raise NotImplementedError(f"{self.library} offers no array namespace")
+
+    def on_stream(self, stream):
+        raise NotImplementedError(f"{self.library} offers no array namespace")
 
     def release(self) -> None:
         pass
@@ -159,6 +184,14 @@ class GpuBackend(Backend):
 
     @classmethod
     def variants(cls, kernel):
+        if kernel.array_function:
+            if not cls.device_class.offers_array_namespace:
+                raise BackendUnavailable(
+                    f"{kernel.name} is an array-namespace function and "
+                    f"{cls.device_class.library} runs CUDA C only (a kernel class with CUDA C "
+                    f"runs here: docs/own-kernel.md)")
+            return [Variant(cls.name, ARRAY_IMPL, (("memory", kind),))
+                    for kind in cc.MEMORY_KINDS]
         return cc.cuda_variants(cls.name, kernel)
 
     @classmethod
@@ -176,7 +209,7 @@ class GpuBackend(Backend):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open(self):
-        self._problem = self._pipeline = self._flush = None
+        self._problem = self._pipeline = self._flush = self._xp = self._alive = None
         self._functions: dict[tuple[str, str], list] = {}  # -> [function, launched yet?]
         self._spin = self._launch_figures = None
         self._streamed = cc.is_streamed(self.variant)
@@ -198,6 +231,9 @@ class GpuBackend(Backend):
     def prepare(self, kernel, params, inputs):
         self.release()
         startup = Startup()
+        self._xp = None
+        if kernel.array_function:
+            return self._prepare_array(kernel, params, inputs, startup)
         dev, stream = self.device, self._stream
         with dev.active():
             problem = cc.make_problem(kernel, params, inputs)
@@ -217,13 +253,7 @@ class GpuBackend(Backend):
                 dev.fill(ptr[name], cc.UNWRITTEN_BYTE, problem.n * dtype.itemsize, stream)
             self._synchronize(stream)
             startup.steps_s["alloc"] = self.clock() - t0
-
-            self._host_out = None
-            self._host_in = problem.inputs
-            if self.variant.option("memory") == "pinned":
-                t0 = self.clock()
-                self._host_in, self._host_out = cc.stage_pinned(problem, dev.pinned)
-                startup.steps_s["pin"] = self.clock() - t0
+            self._stage(problem, startup)
             self._args = problem.args(ptr)
             if self._streamed:
                 self._pipeline = _Pipeline(self, cc.plan_streams(problem, self.settings))
@@ -244,15 +274,64 @@ class GpuBackend(Backend):
                 self._launch_figures = self._measure_launch(entry[0], startup)
             startup.facts.update(self._launch_figures)
 
-            flush_bytes, why_not = cc.compute_only_flush_bytes(
-                problem, self._l2_bytes, self.settings, free - problem.device_bytes)
-            if flush_bytes is not None:
-                self._flush = (dev.alloc(flush_bytes), flush_bytes)
-                reps = int(self.settings.get("compute_only_reps", cc.COMPUTE_ONLY_REPS))
-                self._compute_events = [(dev.event(), dev.event()) for _ in range(max(1, reps))]
-                startup.facts["l2_flush_bytes"] = flush_bytes
-            else:
-                startup.facts["compute_only"] = f"not measured: {why_not}"
+            self._prepare_compute_only(problem, free, startup)
+        startup.facts["device_bytes"] = problem.device_bytes
+        return startup
+
+    def _stage(self, problem: cc.Problem, startup: Startup) -> None:
+        """Host memory for the copies: the inputs as they are, or page-locked copies."""
+        self._host_out = None
+        self._host_in = problem.inputs
+        if self.variant.option("memory") == "pinned":
+            t0 = self.clock()
+            self._host_in, self._host_out = cc.stage_pinned(problem, self.device.pinned)
+            startup.steps_s["pin"] = self.clock() - t0
+
+    def _prepare_compute_only(self, problem: cc.Problem, free: int, startup: Startup) -> None:
+        dev = self.device
+        flush_bytes, why_not = cc.compute_only_flush_bytes(
+            problem, self._l2_bytes, self.settings, free - problem.device_bytes)
+        if flush_bytes is not None:
+            self._flush = (dev.alloc(flush_bytes), flush_bytes)
+            reps = int(self.settings.get("compute_only_reps", cc.COMPUTE_ONLY_REPS))
+            self._compute_events = [(dev.event(), dev.event()) for _ in range(max(1, reps))]
+            startup.facts["l2_flush_bytes"] = flush_bytes
+        else:
+            startup.facts["compute_only"] = f"not measured: {why_not}"
+
+    def _prepare_array(self, kernel, params, inputs, startup: Startup) -> Startup:
+        """prepare() for an array-namespace function (module docstring): device arrays for its
+        inputs, and one call to pay for what the library compiles on first use."""
+        dev, stream = self.device, self._stream
+        with dev.active():
+            xp = dev.array_namespace()
+            lacking = kernel.namespace_lacks(xp)
+            if lacking:  # found before the call, even on a branch the inputs would not take
+                raise KernelError(lacking)
+            problem = cc.array_problem(kernel, params, inputs)
+            free = dev.free_bytes()
+            # Inputs and outputs only: what the function allocates on the way is its own.
+            cc.check_device_memory(problem, free)
+            t0 = self.clock()
+            self._problem, self._kernel, self._params = problem, kernel, params
+            self._pointers = {name: dev.alloc(a.nbytes) for name, a in problem.inputs.items()}
+            self._xp_inputs = {name: dev.device_array(self._pointers[name], a.shape, a.dtype)
+                               for name, a in problem.inputs.items()}
+            startup.steps_s["alloc"] = self.clock() - t0
+            self._stage(problem, startup)
+            self._args = None
+            t0 = self.clock()
+            for name, src in self._host_in.items():
+                dev.copy_in(self._pointers[name], src, stream)
+            self._xp = xp
+            self._enqueue_compute(stream)
+            self._synchronize(stream)
+            self._alive = None
+            startup.steps_s["first_call"] = self.clock() - t0
+            self._launch_figures = {}
+            startup.facts["launch_figures"] = ("not measured: an array-namespace function issues "
+                                               "several launches, none of them its own kernel")
+            self._prepare_compute_only(problem, free, startup)
         startup.facts["device_bytes"] = problem.device_bytes
         return startup
 
@@ -291,6 +370,7 @@ class GpuBackend(Backend):
                 dev.release()
                 self._problem = self._pipeline = self._flush = None
                 self._pointers = self._host_in = self._host_out = self._args = None
+                self._xp_inputs = self._alive = None
 
     def close(self):
         if getattr(self, "device", None) is None:  # never opened, or open() failed early
@@ -308,19 +388,31 @@ class GpuBackend(Backend):
 
     def _enqueue_one_stream(self, events, host_out, marks: list) -> None:
         dev, stream, ptr = self.device, self._stream, self._pointers
-        function = self._functions[(self._kernel.name, self._problem.launch.function)][0]
         marks.append(self.clock())
         dev.record(events[0], stream)
         for name, src in self._host_in.items():
             dev.copy_in(ptr[name], src, stream)
         dev.record(events[1], stream)
         marks.append(self.clock())
-        self._launch(function, self._problem.launch.grid, self._args, stream)
+        results = self._enqueue_compute(stream)
         dev.record(events[2], stream)
         marks.append(self.clock())
         for name, dst in host_out.items():
-            dev.copy_out(dst, ptr[name], stream)
+            dev.copy_out(dst, results[name], stream)
         dev.record(events[3], stream)
+
+    def _enqueue_compute(self, stream) -> dict[str, int]:
+        """Queue the problem's compute on `stream`: the CUDA launch, or the array function's
+        call with the stream current; returns the device pointer of each output. An array
+        function's outputs are kept (`_alive`) until the next synchronize has seen them copied."""
+        if self._xp is None:
+            function = self._functions[(self._kernel.name, self._problem.launch.function)][0]
+            self._launch(function, self._problem.launch.grid, self._args, stream)
+            return self._pointers
+        dev = self.device
+        with dev.on_stream(stream):
+            self._alive = self._kernel.device_outputs(self._xp, self._xp_inputs, self._params)
+        return {name: dev.array_pointer(a) for name, a in self._alive.items()}
 
     def _run_one_stream(self):
         dev, stream = self.device, self._stream
@@ -364,16 +456,18 @@ class GpuBackend(Backend):
     def _compute_only(self) -> list[float]:
         """The kernel alone on device-resident data, L2 flushed before each launch."""
         dev, stream = self.device, self._stream
-        function = self._functions[(self._kernel.name, self._problem.launch.function)][0]
         flush, flush_bytes = self._flush
+        kept = []
         for start, end in self._compute_events:
             # Writing 2 x L2 of other data evicts the problem's lines, as triton's do_bench and
             # nvbench do before each timed launch.
             dev.fill(flush, 0, flush_bytes, stream)
             dev.record(start, stream)
-            self._launch(function, self._problem.launch.grid, self._args, stream)
+            self._enqueue_compute(stream)
+            kept.append(self._alive)
             dev.record(end, stream)
         self._synchronize(stream)
+        del kept
         return [dev.elapsed_s(start, end) for start, end in self._compute_events]
 
     # -- helpers -----------------------------------------------------------------------------

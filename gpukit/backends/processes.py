@@ -32,7 +32,7 @@ import numpy as np
 
 from gpukit import phases, records
 from gpukit.backends.base import (Backend, BackendTraits, RunTiming, Startup, Variant,
-                                  chunk_bounds, host_phases, slice_rows)
+                                  chunk_bounds, host_phases, row_chunks, slice_rows)
 from gpukit.errors import UsageError
 from gpukit.kernels.base import mark_unwritten, run_impl
 
@@ -171,7 +171,8 @@ class ProcessesBackend(Backend):
         self._kernel, self._params, self._inputs = kernel, params, inputs
         self._impl = self.variant.impl
         self._n = next(iter(inputs.split.values())).shape[0]
-        self._bounds = chunk_bounds(self._n, self.settings.get("chunks_per_worker", 1) * self.workers)
+        self._bounds = row_chunks(kernel, self._n,
+                                  self.settings.get("chunks_per_worker", 1) * self.workers)
         self._transfer = self.variant.option("transfer")
         if self._transfer != "shm":
             return Startup()

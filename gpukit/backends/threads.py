@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gpukit import phases
 from gpukit.backends.base import (Backend, BackendTraits, RunTiming, Startup, Variant,
-                                  chunk_bounds, host_phases, slice_rows)
+                                  chunk_bounds, host_phases, row_chunks, slice_rows)
 from gpukit.records import THREAD
 from gpukit.kernels.base import run_impl
 
@@ -46,7 +46,8 @@ class ThreadsBackend(Backend):
         self._kernel, self._params, self._inputs = kernel, params, inputs
         self._impl = kernel.host_impls()[self.variant.impl]
         self._n = next(iter(inputs.split.values())).shape[0]
-        self._bounds = chunk_bounds(self._n, self.settings.get("chunks_per_worker", 1) * self.workers)
+        self._bounds = row_chunks(kernel, self._n,
+                                  self.settings.get("chunks_per_worker", 1) * self.workers)
         return Startup()
 
     def run(self):

@@ -22,7 +22,40 @@ def describe(kernel) -> dict:
     data["default_param_sets"] = [dict(p) for p in kernel.default_param_sets]
     data["outputs"] = list(kernel.outputs)
     data["cuda_file"] = kernel.cuda_file
+    if "array_function" in data:
+        # What gpukit inferred is only half the answer: which backends can run it, and why not.
+        from gpukit import backends, runner
+        data["backends"] = {
+            name: ({"available": True, "variants": entry["variants"],
+                    "parallel": entry["parallel"]} if entry["available"]
+                   else {"available": False, "reason": entry["reason"]})
+            for name, entry in runner.probe_backends(backends.NAMES, kernel).items()}
     return data
+
+
+def array_lines(data: dict) -> list[str]:
+    """What gpukit inferred of an array-namespace function, and where it can run."""
+    info = data["array_function"]
+    lines = ["  an array-namespace function: numpy on the CPU backends, cupy on the GPU"]
+    lines.append("  inputs: " + "; ".join(f"{k} {v}" for k, v in info["inputs"].items()))
+    lines.append("  outputs: " + "; ".join(f"{k} {v}" for k, v in info["outputs"].items())
+                 + " (one value per row)")
+    lines.append(f"  row-wise: {'yes' if info['rowwise'] else 'no'}, {info['rowwise_how']}")
+    tols = sorted(set(info["tolerances"].values()))
+    tol = " or ".join(f"{t:.3g}" for t in tols)
+    lines.append(f"  check: max |out - ref| / max |ref| of each output <= {tol} "
+                 f"({info['tolerance_how']}); reference: {info['reference']}")
+    flops = info["flops_per_row"]
+    lines.append("  FLOPs per row: " + (f"{flops:g}" if isinstance(flops, float) else flops
+                                        if flops else "unknown (the model rates it per row by "
+                                                      "its own runs)"))
+    for name, entry in data.get("backends", {}).items():
+        if entry["available"]:
+            how = ", as one piece" if entry["parallel"] and not info["rowwise"] else ""
+            lines.append(f"  {name:10} runs it: {', '.join(entry['variants'])}{how}")
+        else:
+            lines.append(f"  {name:10} cannot: {entry['reason']}")
+    return lines
 
 
 def kernel_lines(data: dict) -> list[str]:
@@ -44,7 +77,10 @@ def kernel_lines(data: dict) -> list[str]:
         lines.append(f"  default sets: {sets}")
     else:
         lines.append("  parameters: none")
-    lines.append(f"  outputs: {', '.join(data['outputs'])}")
+    if "array_function" in data:
+        lines += array_lines(data)
+    else:
+        lines.append(f"  outputs: {', '.join(data['outputs'])}")
     lines.append(f"  --kernel {data['spec']}")
     return lines
 

@@ -118,6 +118,12 @@ class Kernel:
     # Its FLOPs are multiply-adds, the work `gpukit limits` rates a core at. Otherwise (exp,
     # log, compares, divisions...) the model rates the kernel by its own serial run instead.
     multiply_add_work: bool = False
+    # Its rows are independent, so the split inputs may be cut into chunks of rows (threads,
+    # processes, MPI ranks). False: every problem runs whole, on one worker.
+    rowwise: bool = True
+    # A function written against an array namespace (gpukit.kernels.arrays) rather than CUDA C:
+    # a GPU runs it through its library's NumPy-style namespace, `device_outputs(xp, ...)`.
+    array_function: bool = False
 
     # -- definition ------------------------------------------------------------------------
 

@@ -1,5 +1,10 @@
 """Your own kernel: the contract, and `SimpleKernel`, a base that fills in the rest.
 
+A plain NumPy-style function that takes the array namespace as the keyword `xp` needs none of
+this: `--kernel path/to/file.py:func` wraps it (gpukit/kernels/arrays.py). The class form below
+is for what such a function cannot say: CUDA C, inputs every chunk sees whole, outputs written
+in place.
+
 `python -m gpukit compare --kernel path/to/file.py:Name` (or `package.module:Name`, or the name
 of an entry point in the `gpukit.kernels` group) loads `Name`: a `gpukit.kernels.Kernel`
 subclass or instance. The minimal contract of a Kernel (see gpukit/kernels/base.py):
@@ -27,6 +32,7 @@ examples/my_kernel.py is a complete one.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -265,6 +271,13 @@ def _import_module(target: str):
 
 
 def _as_kernel(obj, where: str) -> Kernel:
+    from gpukit.kernels.arrays import ArrayKernel, is_array_function
+    if is_array_function(obj):
+        return ArrayKernel(obj, where)
+    if inspect.isfunction(obj):
+        raise UsageError(f"{where} is a function without the keyword `xp`: an array-namespace "
+                         f"kernel takes the array namespace, as in def {obj.__name__}(x, "
+                         f"xp=numpy) (see docs/own-kernel.md)")
     if isinstance(obj, type) and issubclass(obj, Kernel):
         try:
             return obj()
@@ -272,8 +285,8 @@ def _as_kernel(obj, where: str) -> Kernel:
             raise UsageError(f"{where}: {obj.__name__}() failed: {_one_line(exc)}") from None
     if isinstance(obj, Kernel):
         return obj
-    raise UsageError(f"{where} is a {type(obj).__name__}, not a gpukit Kernel subclass or "
-                     f"instance (see gpukit/kernels/user.py)")
+    raise UsageError(f"{where} is a {type(obj).__name__}, not a function taking `xp` nor a "
+                     f"gpukit Kernel subclass or instance (see docs/own-kernel.md)")
 
 
 def load_user(spec: str, builtin: tuple[str, ...]) -> Kernel:
@@ -333,8 +346,10 @@ def _kernels_in(module) -> list[str]:
 
 
 def _is_kernel_like(value) -> bool:
-    return isinstance(value, Kernel) or (isinstance(value, type) and issubclass(value, Kernel)
-                                         and value not in (Kernel, SimpleKernel))
+    from gpukit.kernels.arrays import is_array_function
+    return is_array_function(value) or isinstance(value, Kernel) or (
+        isinstance(value, type) and issubclass(value, Kernel)
+        and value not in (Kernel, SimpleKernel))
 
 
 def validate(kernel: Kernel, where: str) -> None:
