@@ -1,18 +1,23 @@
 """The command line: `python -m gpukit COMMAND`. Commands live in gpukit.commands.
 
-Exit codes: 0 all cases ran and agreed with the reference; 1 a case failed (wrong result or a
-backend error; the rest still ran and were saved); 2 bad input; 3 --require-gpu and no GPU
-backend can run; 130 interrupted (what was measured is saved).
+Exit codes: 0 all cases ran and agreed with the reference; 1 a case failed (wrong result,
+backend error, hung; the rest still ran and were saved); 2 bad input, found before anything
+ran; 3 --require-gpu and no GPU backend can run; 4 a file could not be written after
+measuring (the results went to another place, or nowhere, and the line says where gpukit
+tried; or the CSV, HTML, plots); 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP
+(what was measured is saved, marked incomplete, and every process gpukit started is ended).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from gpukit import __version__
-from gpukit.commands import EXIT_INTERRUPTED, EXIT_USAGE
+from gpukit.commands import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_WRITTEN, EXIT_USAGE,
+                             STOPPING, STOPPING_SIGNALS, signal_status)
 
 # One module per command, each with add_parser(subparsers); the order is the help's order.
 COMMANDS = (
@@ -45,17 +50,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpukit.errors import GpukitError
+    from gpukit.errors import GpukitError, Interrupted, OutputError
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    STOPPING.__init__()
+    STOPPING.install()
     try:
         return args.func(args)
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NOT_WRITTEN
     except GpukitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Interrupted as exc:
+        print(f"error: {STOPPING_SIGNALS[exc.signum]}", file=sys.stderr)
+        return signal_status(exc.signum)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        # A fault of gpukit's own: one line, and the traceback on request for a bug report.
+        if os.environ.get("GPUKIT_TRACEBACK"):
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {exc} (GPUKIT_TRACEBACK=1 shows "
+              "where)", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        STOPPING.restore()
