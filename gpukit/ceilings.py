@@ -125,6 +125,8 @@ def load(machine: dict | None = None, path: Path | None = None) -> dict | None:
     """The stored ceilings for this machine, or None if `limits` has not measured them here;
     `Damaged` when a file is there but cannot be used."""
     path = Path(path or cache_path(machine or {}))
+    if path.exists() and not path.is_file():
+        raise Damaged(f"{path} is not a regular file; a ceilings file is one")
     try:
         text = path.read_bytes()
     except FileNotFoundError:

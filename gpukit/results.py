@@ -121,6 +121,9 @@ def _jsonable(value):
 
 def load(path: str | os.PathLike) -> dict:
     """A results file, checked enough that reading any field a report uses cannot fail."""
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        # A FIFO or a device would block the read, or never end it.
+        raise UsageError(f"{path} is not a regular file; give a results file")
     try:
         with open(path) as f:
             data = json.load(f)

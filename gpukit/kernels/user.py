@@ -237,7 +237,8 @@ def _import_file(target: str):
     import importlib.util
     path = Path(target).expanduser().resolve()
     if not path.is_file():
-        raise UsageError(f"kernel file {target} does not exist")
+        raise UsageError(f"kernel file {target} " + ("is not a regular file" if path.exists()
+                                                     else "does not exist"))
     # A name per path, so two files called kernel.py don't collide; registered in sys.modules so
     # that dataclasses, pickling and relative lookups inside the file work as in any module.
     name = f"gpukit_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
