@@ -56,7 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    STOPPING.__init__()
     STOPPING.install()
     try:
         return args.func(args)

@@ -41,9 +41,12 @@ class Stopping:
         self._before = {}
 
     def install(self) -> None:
+        """Armed, nothing received yet, and the handlers in place (in the main thread only: no
+        other may set them, as when gpukit runs inside another program's thread)."""
         import threading
+        self.received, self.armed = None, True
         if threading.current_thread() is not threading.main_thread():
-            return  # only the main thread may set handlers (gpukit used as a library)
+            return
         for signum in STOPPING_SIGNALS:
             self._before[signum] = signal.signal(signum, self._handle)
 
