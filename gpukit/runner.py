@@ -381,11 +381,14 @@ class Runner:
         sid = len(self.results.data["sessions"])
         self._session_ids[key] = sid
         lane = Lane(f"gpukit {case.variant.label} x{case.workers}")
+        # Known before it opens: a Ctrl-C while it starts aborts it with the others.
+        self._sessions[key], self._lanes[key] = session, lane
         try:
             startup = lane.call(session.open, max(0.0, deadline - time.monotonic()))
         except CaseTimeout:
             done = _abort(session)
             lane.stop()
+            del self._lanes[key]
             error: BaseException = GpukitError(
                 f"it did not start within {self.sweep.case_timeout_s:g} s (--case-timeout-s); "
                 f"{done}")
@@ -395,12 +398,11 @@ class Runner:
         except _Raised as raised:
             _close_on(lane, session, CLOSE_TIMEOUT_S)
             lane.stop()
+            del self._lanes[key]
             self._sessions[key] = raised.exc
             self.results.add_session(sid, case.variant, case.workers, None,
                                      error=_text(raised.exc))
             return raised.exc
-        self._sessions[key] = session
-        self._lanes[key] = lane
         self.results.add_session(sid, case.variant, case.workers, startup.to_json())
         return session
 

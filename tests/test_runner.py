@@ -1,5 +1,7 @@
 """The sweep's rules, with a fake backend whose timings are made up (and outputs real)."""
 
+import time
+
 import pytest
 
 from gpukit import backends, kernels, runner
@@ -222,3 +224,38 @@ def test_a_hung_gpu_case_fails_on_its_timeout_and_is_abandoned_on_a_daemon_threa
     stuck = [t for t in threading.enumerate() if t.name.startswith("gpukit hanging/cuda")]
     assert stuck and all(t.daemon for t in stuck)  # it cannot hold the process at exit
     HangingGpuBackend.released.set()
+
+
+class SlowStartBackend(FakeBackend):
+    """A session whose start takes until it is aborted (a pool whose workers never come up)."""
+
+    name = "slowstart"
+    parallel = False
+    aborted = None  # a threading.Event
+
+    @classmethod
+    def variants(cls, kernel):
+        return [Variant("slowstart", "numpy")]
+
+    def open(self):
+        self.aborted.wait(30)
+        return super().open()
+
+    def abort(self):
+        self.aborted.set()
+        return "stopped"
+
+
+def test_ctrl_c_while_a_session_starts_aborts_that_session(monkeypatch):
+    import _thread
+    import threading
+    monkeypatch.setattr(SlowStartBackend, "aborted", threading.Event())
+    real_get = backends.get
+    monkeypatch.setattr(backends, "get", lambda name: SlowStartBackend if name == "slowstart"
+                        else real_get(name))
+    threading.Timer(0.3, _thread.interrupt_main).start()  # Ctrl-C, as the main thread sees it
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run(sweep(backends=("slowstart",)))
+    assert SlowStartBackend.aborted.is_set()
+    assert time.monotonic() - t0 < 10

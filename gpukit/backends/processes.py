@@ -170,6 +170,11 @@ class ProcessesBackend(Backend):
         pids = [f.result() for f in [self._pool.submit(_wait_all_started)
                                      for _ in range(self.workers)]]
         elapsed = self.clock() - t0
+        if getattr(self, "_aborted", False):
+            # Aborted from another thread while the pool started: its workers may have been
+            # started after abort looked for them.
+            self.abort()
+            raise UsageError("the process pool was stopped as it started")
         self._blocks: list[shared_memory.SharedMemory] = []
         return Startup({"pool_start": elapsed},
                        {"start_method": method, "processes": len(set(pids))})
@@ -273,6 +278,7 @@ class ProcessesBackend(Backend):
         # From another thread, while a run may wait on a hung worker: kill the workers (the pool
         # then fails that run's futures, which frees the waiting thread) and unlink the blocks;
         # their mappings go when the last view does.
+        self._aborted = True
         pool, self._pool = getattr(self, "_pool", None), None
         killed = 0
         if pool is not None:

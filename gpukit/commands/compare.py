@@ -168,8 +168,9 @@ def run(args) -> int:
         stopped_by, status = "interrupted", EXIT_INTERRUPTED
     except Exception as exc:  # a fault of gpukit's own: what was measured is still saved
         stopped_by, status = f"the sweep stopped on {type(exc).__name__}: {exc}", EXIT_FAILED
-    # From here on a signal is noted, not raised: saving must not be cut short.
-    STOPPING.disarm()
+    finally:
+        # From here on a signal is noted, not raised: saving must not be cut short.
+        STOPPING.disarm()
     results.finish(complete=stopped_by is None, wall_s=time.perf_counter() - t0,
                    note=stopped_by)
     # The machine's ceilings travel with the results, so a report elsewhere holds the cases
