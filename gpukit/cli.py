@@ -16,8 +16,8 @@ import os
 import sys
 
 from gpukit import __version__
-from gpukit.commands import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_WRITTEN, EXIT_USAGE,
-                             STOPPING, STOPPING_SIGNALS, signal_status)
+from gpukit.commands import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_WRITTEN, EXIT_STATUSES,
+                             EXIT_USAGE, STOPPING, STOPPING_SIGNALS, signal_status)
 
 # One module per command, each with add_parser(subparsers); the order is the help's order.
 COMMANDS = (
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="gpukit",
         description="Should this numeric code run on threads, processes or the GPU, "
-                    "and from what size?")
+                    "and from what size?", epilog=EXIT_STATUSES)
     parser.add_argument("--version", action="version", version=f"gpukit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:

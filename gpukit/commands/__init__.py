@@ -17,6 +17,13 @@ from gpukit.errors import Interrupted, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU, EXIT_NOT_WRITTEN = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
+# For --help; the exit statuses are told in full in docs/faults.md.
+EXIT_STATUSES = ("exit status: 0 every case ran and agreed with the reference; 1 a case failed "
+                 "(error, wrong result, hung), the rest ran and are saved; 2 bad input, found "
+                 "before anything ran; 3 --require-gpu and no GPU backend can run; 4 a file "
+                 "could not be written after measuring (the line says where the results are, or "
+                 "where gpukit tried); 130, 143, 129 stopped by Ctrl-C, SIGTERM, SIGHUP (what "
+                 "was measured is saved, every process gpukit started is ended).")
 # What a shell reports for a program a signal ended (128 + the signal's number), kept for the
 # signals gpukit catches so that `timeout`, a CI job or a scheduler sees the usual status.
 STOPPING_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from gpukit.commands import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NO_GPU, EXIT_NOT_WRITTEN,
-                             EXIT_OK, STOPPING, STOPPING_SIGNALS, check_writable, console,
+                             EXIT_OK, EXIT_STATUSES, STOPPING, STOPPING_SIGNALS, check_writable, console,
                              default_workers, parse_names, parse_param_sets, parse_sizes,
                              parse_workers, signal_status)
 from gpukit.errors import Interrupted, OutputError, UsageError
@@ -18,7 +18,8 @@ DEFAULT_OUTPUT = "gpukit-results.json"
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("compare", help="measure every backend over sizes and worker counts")
+    p = sub.add_parser("compare", help="measure every backend over sizes and worker counts",
+                       epilog=EXIT_STATUSES)
     p.add_argument("--kernel", default="polyval",
                    help="kernel to run: a built-in name (see `gpukit kernels`), "
                         "path/to/file.py:Name or module:Name (default: polyval)")
