@@ -491,3 +491,19 @@ def test_a_damaged_kernel_file_is_one_line_and_exit_2(tmp_path, content, words):
     run = Run(tmp_path, *args)
     check(run, 2, words)
     assert not out.exists()
+
+
+def test_sigterm_while_the_ceilings_are_measured_ends_that_child_and_its_pools(tmp_path):
+    out = tmp_path / "r.json"
+    args = [a for a in compare(out, sizes="1024") if a != "--no-limits"]
+    run = Run(tmp_path, *args, env={"GPUKIT_CACHE_DIR": str(tmp_path / "empty-cache")})
+    for line in run.proc.stderr:
+        if line.startswith("No ceilings stored"):
+            break
+    deadline = time.monotonic() + 30
+    while len(tagged(run.tag)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)  # gpukit, the `limits` child and a pool of its
+    assert len(tagged(run.tag)) >= 3
+    run.send(signal.SIGTERM)
+    check(run, 143, "terminated")
+    assert not out.exists()  # nothing was measured

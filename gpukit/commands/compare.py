@@ -289,22 +289,49 @@ def machine_ceilings(err) -> dict | None:
               "limits` measures them fully; --no-limits skips this).", markup=False)
     with tempfile.TemporaryDirectory(prefix="gpukit-limits-") as tmp:
         path = os.path.join(tmp, "ceilings.json")
-        child = subprocess.run([sys.executable, "-m", "gpukit", "limits", "--quick", "--json",
-                                path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+        # A session of its own, so that a stop reaches it through this process, which then
+        # ends it with all the pools it started.
+        with subprocess.Popen([sys.executable, "-m", "gpukit", "limits", "--quick", "--json",
+                               path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True) as child:
+            try:
+                _, stderr = child.communicate()
+            except BaseException:
+                _end_group(child)
+                raise
         try:
             found = ceilings.load(path=path)
         except ceilings.Damaged:
             found = None
     if found is None:
         # The model derives what it can from the run instead; the findings say what it lacks.
-        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         err.print(f"warning: measuring the ceilings failed ({last}); the model uses what this "
                   f"run shows", markup=False)
     elif child.returncode != 0:
         err.print("warning: the ceilings could not be stored; this run uses them, the next "
                   "measures again", markup=False)
     return found
+
+
+def _end_group(child) -> None:
+    """Stop a child and every process it started: SIGTERM first, which gpukit answers by ending
+    its pools, then SIGKILL, a second later, for whatever of its session is left."""
+    import signal
+    import subprocess
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        child.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
 
 
 def summary_line(data: dict, counts: dict[str, int], interrupted: bool, path) -> str:
