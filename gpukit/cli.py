@@ -80,3 +80,36 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         STOPPING.restore()
+
+
+def entry() -> int:
+    """The program: `python -m gpukit` and the `gpukit` script. main(), then an exit that no
+    leftover thread can hold up."""
+    code = main()
+    _leave_if_held(code)
+    return code
+
+
+def _leave_if_held(code: int, wait_s: float = 5.0) -> None:
+    """Python waits at exit for every thread that is not a daemon, and concurrent.futures' pool
+    threads are not: one that waits on a worker gpukit killed (a result sent half way) would
+    keep gpukit running for ever after it saved and said everything. Such threads get a few
+    seconds; then the process ends without them, once multiprocessing has released its
+    semaphores and reaped its children, as it does at any exit."""
+    import threading
+    import time
+    deadline = time.monotonic() + wait_s
+    held = [t for t in threading.enumerate() if t is not threading.current_thread()
+            and not t.daemon]
+    for thread in held:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if not any(t.is_alive() for t in held):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    import multiprocessing
+    import multiprocessing.util
+    for child in multiprocessing.active_children():
+        child.kill()
+    multiprocessing.util._exit_function()
+    os._exit(code)

@@ -49,8 +49,10 @@ OK, FAILED, SKIPPED, UNAVAILABLE = "ok", "failed", "skipped", "unavailable"
 DEFAULT_CASE_TIMEOUT_S = 600.0
 # How long closing one session may take at the end of a sweep, and after a stop.
 CLOSE_TIMEOUT_S, STOP_CLOSE_TIMEOUT_S = 30.0, 1.0
-# The main thread's waits are this short, so a signal handler runs at once.
-_WAIT_SLICE_S = 0.05
+# The main thread waits on a case in slices this long. A signal interrupts a wait at once where
+# lock waits are interruptible (POSIX); elsewhere the slice bounds how late Ctrl-C is seen. Each
+# wake-up takes the GIL from a pure-Python case for a moment: 4 a second disturb it little.
+_WAIT_SLICE_S = 0.25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,8 +392,7 @@ class Runner:
             lane.stop()
             del self._lanes[key]
             error: BaseException = GpukitError(
-                f"it did not start within {self.sweep.case_timeout_s:g} s (--case-timeout-s); "
-                f"{done}")
+                f"no answer within {self.sweep.case_timeout_s:g} s (--case-timeout-s); {done}")
             self._sessions[key] = error
             self.results.add_session(sid, case.variant, case.workers, None, error=str(error))
             return error

@@ -384,9 +384,10 @@ GARBAGE = bytes(range(256)) * 4
 
 
 def _machine_cache(tmp_path: Path, machine: dict | None = None) -> Path:
+    """The cache file gpukit reads for this machine (or `machine`), with GPUKIT_CACHE_DIR set
+    to tmp_path/cache by the caller."""
     from gpukit import ceilings
     from gpukit import machine as machine_facts
-    os.environ["GPUKIT_CACHE_DIR"] = str(tmp_path / "cache")
     path = ceilings.cache_path(machine if machine is not None else machine_facts.facts())
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
@@ -507,3 +508,16 @@ def test_sigterm_while_the_ceilings_are_measured_ends_that_child_and_its_pools(t
     run.send(signal.SIGTERM)
     check(run, 143, "terminated")
     assert not out.exists()  # nothing was measured
+
+
+def test_a_thread_that_never_ends_cannot_hold_gpukit_at_exit(tmp_path):
+    # What a pool's thread does when a worker gpukit killed had sent half a result: it waits
+    # for the rest for ever, and Python waits for it at exit.
+    code = ("import threading\n"
+            "from gpukit.cli import _leave_if_held\n"
+            "threading.Thread(target=threading.Event().wait).start()\n"
+            "print('everything saved and said', flush=True)\n"
+            "_leave_if_held(4, wait_s=0.2)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 4 and proc.stdout == "everything saved and said\n", proc.stderr

@@ -289,6 +289,16 @@ class ProcessesBackend(Backend):
                     killed += 1
                 except (OSError, ValueError, AttributeError):
                     pass
+            # A worker killed while it sent a result leaves half a message in the result pipe,
+            # and the executor's thread would wait for the rest forever (and hold gpukit at
+            # exit): this process's own write end is the last one open, so closing it ends
+            # that read, and the executor then sees its pool broken.
+            writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+            if writer is not None:
+                try:
+                    writer.close()
+                except OSError:
+                    pass
             pool.shutdown(wait=False, cancel_futures=True)
         blocks, self._blocks = getattr(self, "_blocks", []), []
         for block in blocks:
