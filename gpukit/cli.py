@@ -90,19 +90,24 @@ def entry() -> int:
     return code
 
 
-def _leave_if_held(code: int, wait_s: float = 5.0) -> None:
-    """Python waits at exit for every thread that is not a daemon, and concurrent.futures' pool
-    threads are not: one that waits on a worker gpukit killed (a result sent half way) would
-    keep gpukit running for ever after it saved and said everything. Such threads get a few
-    seconds; then the process ends without them, once multiprocessing has released its
-    semaphores and reaped its children, as it does at any exit."""
+def _leave_if_held(code: int, wait_s: float = 5.0, daemon_wait_s: float = 0.5) -> None:
+    """End the process at once where a thread gpukit started outlives the command.
+
+    Two kinds can: a pool's thread (concurrent.futures' are not daemons, and Python waits for
+    them at exit) that waits on a worker gpukit killed as it sent a result, which would keep
+    gpukit running for ever after it saved and said everything; and a case's own thread that a
+    hung kernel holds (a daemon), which may be inside NumPy, without the GIL, while Python's
+    exit frees what it uses: a crash (seen: SIGSEGV after a Ctrl-C). Each gets a moment to end;
+    then the process ends without them, once multiprocessing has released its semaphores and
+    reaped its children, as it does at any exit."""
     import threading
     import time
-    deadline = time.monotonic() + wait_s
+    now = time.monotonic()
     held = [t for t in threading.enumerate() if t is not threading.current_thread()
-            and not t.daemon]
+            and (not t.daemon or t.name.startswith("gpukit"))]
     for thread in held:
-        thread.join(max(0.0, deadline - time.monotonic()))
+        limit = now + (daemon_wait_s if thread.daemon else wait_s)
+        thread.join(max(0.0, limit - time.monotonic()))
     if not any(t.is_alive() for t in held):
         return
     sys.stdout.flush()
