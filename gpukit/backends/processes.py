@@ -300,11 +300,15 @@ class ProcessesBackend(Backend):
                 except OSError:
                     pass
             pool.shutdown(wait=False, cancel_futures=True)
+        # Unlinked, so the names leave /dev/shm, but neither closed nor let go: a NumPy view
+        # does not hold its block's buffer, and the case's thread may still read one, which
+        # would crash on memory that close (or a dropped block's __del__) had unmapped. The
+        # memory goes when the process does.
         blocks, self._blocks = getattr(self, "_blocks", []), []
+        self._unlinked = getattr(self, "_unlinked", []) + blocks
         for block in blocks:
-            for free in (block.unlink, block.close):
-                try:
-                    free()
-                except (OSError, BufferError):
-                    pass
+            try:
+                block.unlink()
+            except OSError:
+                pass
         return f"its {killed} worker process{'' if killed == 1 else 'es'} killed"
