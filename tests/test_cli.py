@@ -227,3 +227,16 @@ def test_compare_measures_ceilings_once_where_none_are_stored(gpukit_cli, tmp_pa
     assert "No ceilings stored" not in again.stderr
     assert json.loads((tmp_path / "b.json").read_text())["ceilings"]["figures"] == \
         stored["figures"]
+
+
+def test_compare_help_groups_its_options_and_shows_examples(gpukit_cli):
+    result = gpukit_cli("compare", "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    groups = ["what to run:", "the sweep:", "repetitions and limits:", "MPI:", "output:",
+              "examples:", "exit status:"]
+    at = [text.index(g) for g in groups]
+    assert at == sorted(at), "the groups come in this order"
+    # Each option's default is said in its help, not left to the reader to guess.
+    assert "(default: 0.1)" in text and "(default: 600)" in text
+    assert "gpukit compare --kernel softplus.py:softplus" in text

@@ -18,60 +18,97 @@ from gpukit.errors import Interrupted, OutputError, UsageError
 DEFAULT_OUTPUT = "gpukit-results.json"
 
 
+EXAMPLES = """examples:
+  gpukit compare                                   the default sweep of polyval
+  gpukit compare --quick                           a few small sizes, a smoke test
+  gpukit compare --param k=2,64 --sizes 2^10..2^24:4 --workers 1,2,4 -o results.json
+  gpukit compare --kernel blackscholes --backends serial,cupy,pycuda --require-gpu
+  gpukit compare --kernel softplus.py:softplus     your own NumPy function, on every backend
+  gpukit compare --backends serial,mpi --workers 1,2,4 --mpi-hostfile hosts.txt
+"""
+
+
 def add_parser(sub) -> None:
+    import argparse
+    import textwrap
+
+    # Raw text keeps the examples' columns; the prose around them is wrapped here instead.
     p = sub.add_parser("compare", help="measure every backend over sizes and worker counts",
-                       epilog=EXIT_STATUSES)
-    p.add_argument("--kernel", default="polyval",
-                   help="kernel to run: a built-in name (see `gpukit kernels`), "
-                        "path/to/file.py:Name or module:Name (default: polyval)")
-    p.add_argument("--param", action="append", metavar="NAME=V1,V2",
-                   help="kernel parameter values, e.g. k=2,64; repeat for several parameters "
-                        "(every combination runs); the same name twice adds its values")
-    p.add_argument("--backends", help="comma list (default: serial,threads,processes,cupy,pycuda; "
-                                        "also: mpi)")
-    p.add_argument("--impls", help="CPU implementations to run: python,numpy (default: both)")
-    p.add_argument("--sizes", help="e.g. 1024,2^20 or 2^10..2^24:4 (default: the kernel's; "
-                                        "2^10..2^24:4 for polyval)")
-    p.add_argument("--workers", help="comma list of worker counts (default: 1,2,4,.. up to the "
-                                     "number of cores)")
-    p.add_argument("--budget-s", type=float, default=0.1,
-                   help="seconds of repetitions per case (default: 0.1)")
-    p.add_argument("--min-reps", type=int, default=3, help="at least this many timed runs (3)")
-    p.add_argument("--max-reps", type=int, default=100, help="at most this many timed runs (100)")
-    p.add_argument("--run-limit-s", type=float, default=0.25,
-                   help="stop a variant at larger sizes once one run is predicted to take longer "
-                        "than this (default: 0.25)")
-    p.add_argument("--start-method", choices=("forkserver", "spawn", "fork"),
-                   help="how worker processes start (default: forkserver where available)")
-    p.add_argument("--mpi-hostfile", metavar="FILE",
-                   help="host file for the mpi backend's mpiexec, to spread its ranks over "
-                        "machines (default: every rank on this machine)")
-    p.add_argument("--mpi-timeout-s", type=float, metavar="S",
-                   help="how long the mpi backend waits on its ranks before it calls one hung "
-                        "and ends the case (default: 120)")
-    p.add_argument("--case-timeout-s", type=float, default=600.0, metavar="S",
-                   help="a case (its session's start included) that takes longer fails as hung: "
-                        "its pool or ranks are stopped and the sweep goes on (default: 600)")
-    p.add_argument("--chunks-per-worker", type=int, default=1, metavar="C",
-                   help="split the problem into C chunks per thread or process (default 1); more "
-                        "chunks balance uneven work such as mandelbrot's")
-    p.add_argument("--seed", type=int, default=0, help="seed for inputs and case order")
-    p.add_argument("--quick", action="store_true", help="a few small sizes, for a smoke test")
-    p.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help=f"results JSON ({DEFAULT_OUTPUT})")
-    p.add_argument("--csv", metavar="PATH", help="also write the case table as CSV")
-    p.add_argument("--require-gpu", action="store_true",
-                   help="exit with status 3 if no GPU backend can run")
-    p.add_argument("--no-limits", action="store_true",
-                   help="do not measure this machine's ceilings when `gpukit limits` has stored "
-                        "none (about 2 s with --quick's plan, once per machine); the model then "
-                        "derives what it can from the run")
-    p.add_argument("--default-malloc", action="store_true",
-                   help="leave glibc's malloc thresholds as they are (gpukit fixes them so that "
-                        "every backend allocates alike; see gpukit/allocator.py)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_table_option(p)
-    p.add_argument("--dry-run", action="store_true",
-                   help="check the arguments and say what would run, without measuring")
+                       description=textwrap.fill(
+                           "Measure every backend over sizes and worker counts, check every "
+                           "result against the kernel's reference, save the results and print "
+                           "the answer, the findings and a table.", 79),
+                       epilog=EXAMPLES + "\n" + textwrap.fill(EXIT_STATUSES, 79),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_argument_group("what to run")
+    what.add_argument("--kernel", default="polyval",
+                      help="a built-in name (see `gpukit kernels`), path/to/file.py:Name or "
+                           "module:Name, a kernel class or a NumPy function (default: polyval)")
+    what.add_argument("--param", action="append", metavar="NAME=V1,V2",
+                      help="kernel parameter values, e.g. k=2,64; repeat for several parameters "
+                           "(every combination runs); the same name twice adds its values")
+    what.add_argument("--backends", metavar="LIST",
+                      help="comma list (default: serial,threads,processes,cupy,pycuda; also: "
+                           "mpi)")
+    what.add_argument("--impls", metavar="LIST",
+                      help="CPU implementations to run: python,numpy (default: both)")
+    what.add_argument("--require-gpu", action="store_true",
+                      help="exit with status 3 if no GPU backend can run")
+
+    sweep = p.add_argument_group("the sweep")
+    sweep.add_argument("--sizes", metavar="LIST",
+                       help="e.g. 1024,2^20 or 2^10..2^24:4 (default: the kernel's; "
+                            "2^10..2^24:4 for polyval)")
+    sweep.add_argument("--workers", metavar="LIST",
+                       help="comma list of worker counts (default: 1,2,4,.. up to the number "
+                            "of cores)")
+    sweep.add_argument("--quick", action="store_true", help="a few small sizes, for a smoke test")
+    sweep.add_argument("--chunks-per-worker", type=int, default=1, metavar="C",
+                       help="split the problem into C chunks per thread or process; more chunks "
+                            "balance uneven work such as mandelbrot's (default: 1)")
+    sweep.add_argument("--start-method", choices=("forkserver", "spawn", "fork"),
+                       help="how worker processes start (default: forkserver where available)")
+    sweep.add_argument("--seed", type=int, default=0,
+                       help="seed for inputs and case order (default: 0)")
+    sweep.add_argument("--no-limits", action="store_true",
+                       help="do not measure this machine's ceilings when `gpukit limits` has "
+                            "stored none (about 2 s, once per machine); the model then derives "
+                            "what it can from the run")
+    sweep.add_argument("--default-malloc", action="store_true",
+                       help="leave glibc's malloc thresholds as they are (gpukit fixes them so "
+                            "that every backend allocates alike)")
+
+    reps = p.add_argument_group("repetitions and limits")
+    reps.add_argument("--budget-s", type=float, default=0.1, metavar="S",
+                      help="seconds of repetitions per case (default: 0.1)")
+    reps.add_argument("--min-reps", type=int, default=3, metavar="N",
+                      help="at least this many timed runs (default: 3)")
+    reps.add_argument("--max-reps", type=int, default=100, metavar="N",
+                      help="at most this many timed runs (default: 100)")
+    reps.add_argument("--run-limit-s", type=float, default=0.25, metavar="S",
+                      help="stop a variant at larger sizes once one run is predicted to take "
+                           "longer than this (default: 0.25)")
+    reps.add_argument("--case-timeout-s", type=float, default=600.0, metavar="S",
+                      help="a case (its session's start included) that takes longer fails as "
+                           "hung: its pool or ranks are stopped and the sweep goes on "
+                           "(default: 600)")
+
+    mpi = p.add_argument_group("MPI")
+    mpi.add_argument("--mpi-hostfile", metavar="FILE",
+                     help="host file for the mpi backend's mpiexec, to spread its ranks over "
+                          "machines (default: every rank on this machine)")
+    mpi.add_argument("--mpi-timeout-s", type=float, metavar="S",
+                     help="how long the mpi backend waits on its ranks before it calls one hung "
+                          "and ends the case (default: 120)")
+
+    output = p.add_argument_group("output")
+    output.add_argument("--output", "-o", default=DEFAULT_OUTPUT, metavar="PATH",
+                        help=f"results JSON (default: {DEFAULT_OUTPUT})")
+    output.add_argument("--csv", metavar="PATH", help="also write the case table as CSV")
+    add_table_option(output)
+    output.add_argument("--no-progress", action="store_true", help="no progress bar")
+    output.add_argument("--dry-run", action="store_true",
+                        help="check the arguments and say what would run, without measuring")
     p.set_defaults(func=run)
 
 
