@@ -3,7 +3,9 @@
 Format history (bump FORMAT_VERSION on any change a reader must know about):
   1: first version: machine, sweep, backends, sessions, cases with runs and summaries; an
      optional `ceilings` (the machine's stored `gpukit limits` figures at the time of the run),
-     added without a bump since readers that ignore it lose nothing.
+     added without a bump since readers that ignore it lose nothing; likewise an optional
+     `load` (the machine's load before and after the sweep, and whether it was too busy to
+     trust), which files from before it lack.
 """
 
 from __future__ import annotations

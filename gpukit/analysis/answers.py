@@ -14,6 +14,7 @@ from gpukit.analysis.cases import (BASELINE, MIN_CHANGE, case_text, device_phase
                                    params_key, params_text, phase, series, transfer_share,
                                    variant_name, wall, beyond)
 from gpukit.analysis.crossovers import crossover, crossover_of_cases, scaling, walls
+from gpukit.analysis.noise import assess, finding_text
 
 # One pool thread this much faster or slower than serial: the threads differ, not the count.
 ONE_THREAD_APART = 1.3
@@ -50,7 +51,7 @@ def findings(data: dict, stored_ceilings: dict | None = None) -> list[Finding]:
 
 def _findings(data, ceil, verdicts) -> list[Finding]:
     idx = index(data)
-    out: list[Finding] = _failure_findings(data)
+    out: list[Finding] = _failure_findings(data) + _noise_findings(data)
     for pset in data["sweep"]["param_sets"]:
         pkey = params_key(pset)
         # Each finding opens with its parameter set ("[k=2] "), or nothing for a kernel without one.
@@ -62,6 +63,13 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
         out.extend(_gpu_findings(data, idx, pkey, ptxt))
     out.extend(_model_findings(data, ceil, verdicts))
     return out
+
+
+def _noise_findings(data: dict) -> list[Finding]:
+    """First among the findings: a machine too busy to trust makes every other one doubtful."""
+    noise = assess(data)
+    text = finding_text(noise)
+    return [Finding("noise", text, noise.to_json())] if text else []
 
 
 def _failure_findings(data: dict) -> list[Finding]:

@@ -66,6 +66,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from gpukit import allocator, analysis, backends, ceilings, format, kernels, machine, runner
+    from gpukit.analysis import noise
     from gpukit.commands.report import print_report, write_text
     from gpukit.results import Results
     from gpukit.timing import Budget
@@ -136,6 +137,8 @@ def run(args) -> int:
     for line in format.backend_lines({"backends": availability, "sweep": results.data["sweep"]}):
         err.print(line, markup=False)
     interrupted = False
+    # How busy the machine was around the sweep: the findings say when it was too busy to trust.
+    results.data["load"] = {"before": machine.load()}
     t0 = time.perf_counter()
     try:
         with _progress(err, enabled=not args.no_progress) as progress:
@@ -143,6 +146,8 @@ def run(args) -> int:
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        results.data["load"]["after"] = machine.load()
+        results.data["load"]["assessment"] = noise.assess(results.data).to_json()
         results.finish(complete=not interrupted, wall_s=time.perf_counter() - t0,
                        note="interrupted" if interrupted else None)
         # The machine's ceilings travel with the results, so a report elsewhere holds the
