@@ -178,7 +178,19 @@ def main(argv=None) -> int:
     output = Path(args.output or ROOT / "bench" / "results" /
                   f"pyperf-agreement-{args.name}.json")
 
-    pairs = []
+    result = {
+        "benchmark": "pyperf-agreement",
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine_name": args.name,
+        "machine": machine.facts(),
+        "pyperf": __import__("pyperf").__version__,
+        "tolerance": TOLERANCE,
+        "pyperf_fast": args.fast,
+        "summary": [],
+        "placement": None,
+        "pairs": [],
+    }
+    pairs = result["pairs"]
     with tempfile.TemporaryDirectory(prefix="gpukit-pyperf-") as tmp:
         work = Path(tmp)
         for i in range(args.pairs):
@@ -209,43 +221,17 @@ def main(argv=None) -> int:
                   f"others {'?' if share is None else f'{share:.0%}'}; gpukit/pyperf: "
                   + " ".join(f"{c['ratio']:.3f}" if c["ratio"] else "-" for c in pair["cases"]),
                   flush=True)
+            # Saved after every pair: an interrupted run keeps what it measured.
+            result["summary"] = summarize(pairs, param_sets, sizes)
+            save(result, output)
 
-    summary = []
-    for params in param_sets:
-        for n in sizes:
-            ratios = [c["ratio"] for pair in pairs for c in pair["cases"]
-                      if c["k"] == params["k"] and c["n"] == n and c["ratio"]]
-            gk = [c["gpukit_s"] for pair in pairs for c in pair["cases"]
-                  if c["k"] == params["k"] and c["n"] == n and c["gpukit_s"]]
-            pp = [c["pyperf_s"] for pair in pairs for c in pair["cases"]
-                  if c["k"] == params["k"] and c["n"] == n]
-            median = statistics.median(ratios) if ratios else None
-            summary.append({"k": params["k"], "n": n, "pairs": len(ratios),
-                            "gpukit_median_s": statistics.median(gk) if gk else None,
-                            "pyperf_median_s": statistics.median(pp),
-                            "median_ratio": median, "min_ratio": min(ratios, default=None),
-                            "max_ratio": max(ratios, default=None),
-                            "agrees": median is not None and abs(median - 1) <= TOLERANCE})
     print("placement check (one process, copies of the same arrays)...", flush=True)
-    spread = placement(sizes, param_sets, args.copies, rounds=9)
-
-    result = {
-        "benchmark": "pyperf-agreement",
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine_name": args.name,
-        "machine": machine.facts(),
-        "pyperf": __import__("pyperf").__version__,
-        "tolerance": TOLERANCE,
-        "pyperf_fast": args.fast,
-        "summary": summary,
-        "placement": spread,
-        "pairs": pairs,
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, indent=1) + "\n")
+    result["placement"] = placement(sizes, param_sets, args.copies, rounds=9)
+    save(result, output)
+    summary = result["summary"]
     print(f"\n{'k':>3} {'n':>9} {'gpukit':>10} {'pyperf':>10} {'ratio':>6} "
           f"{'range':>13}  placement (fastest..slowest copy)")
-    place = {(r["k"], r["n"]): r for r in spread}
+    place = {(r["k"], r["n"]): r for r in result["placement"]}
     for row in summary:
         r = place[(row["k"], row["n"])]
         ratio = row["median_ratio"]
@@ -259,6 +245,32 @@ def main(argv=None) -> int:
     print(f"\n{len(summary) - len(bad)} of {len(summary)} within {TOLERANCE:.0%}; "
           f"written to {output}")
     return 1 if bad else 0
+
+
+def summarize(pairs, param_sets, sizes) -> list[dict]:
+    """Per (k, n): both harnesses' medians over the pairs and the median of the pairs' ratios."""
+    summary = []
+    for params in param_sets:
+        for n in sizes:
+            cases = [c for pair in pairs for c in pair["cases"]
+                     if c["k"] == params["k"] and c["n"] == n]
+            ratios = [c["ratio"] for c in cases if c["ratio"]]
+            gk = [c["gpukit_s"] for c in cases if c["gpukit_s"]]
+            median = statistics.median(ratios) if ratios else None
+            summary.append({"k": params["k"], "n": n, "pairs": len(ratios),
+                            "gpukit_median_s": statistics.median(gk) if gk else None,
+                            "pyperf_median_s": statistics.median(c["pyperf_s"] for c in cases),
+                            "median_ratio": median, "min_ratio": min(ratios, default=None),
+                            "max_ratio": max(ratios, default=None),
+                            "agrees": median is not None and abs(median - 1) <= TOLERANCE})
+    return summary
+
+
+def save(result: dict, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(output)
 
 
 def _us(seconds) -> str:
