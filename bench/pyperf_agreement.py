@@ -1,25 +1,27 @@
 """Do gpukit's CPU timings agree with pyperf's for the same call?
 
 For every size and parameter set of polyval's default sweep, the serial NumPy implementation is
-timed two ways, in pairs of runs that alternate which goes first:
+timed two ways, back to back, in pairs that alternate which goes first:
 
-- gpukit: `python -m gpukit compare --backends serial --impls numpy` as a user runs it, one
-  process for the whole sweep; the figure is each case's median wall time;
+- gpukit: `python -m gpukit compare --backends serial --impls numpy` at that size and k, as a
+  user runs it; the figure is the case's median wall time over its repetitions (one call each);
 - pyperf: `python -m pyperf timeit` around the same function on the same inputs (made by the
-  kernel's own `make_inputs`, with gpukit's malloc thresholds), in its own worker processes with
-  calibrated loops; the figure is pyperf's median.
+  kernel's own `make_inputs`, with gpukit's malloc thresholds), in 10 worker processes of 10
+  values each, with loops calibrated to at least 1 ms a value; the figure is pyperf's median.
+  Values that short let pyperf's median, like gpukit's, pass over a value in which another
+  process took the core (pyperf's default of 100 ms a value would hold every such pause).
 
 A pair's ratio is gpukit / pyperf; the verdict takes the median over the pairs, which must lie
-within 5% of 1 at every size. The machine's load average is recorded before and after each pair,
-since a shared machine moves both figures.
+within 5% of 1 at every size. Each pair waits for a quiet machine first and records the load
+before and after, since other work moves both figures.
 
 A second section, `placement`, times the same call in one process on several copies of the same
 arrays, interleaved: how much the speed of a call depends on where in memory its arrays happen
-to sit (which one process of gpukit sees once per problem, and pyperf averages over its worker
+to sit (which one gpukit process sees once per problem, and pyperf averages over its worker
 processes).
 
-    python bench/pyperf_agreement.py                 # about 10 minutes on 2 cores
-    python bench/pyperf_agreement.py --pairs 2 --sizes 2^10,2^16 --fast   # a smoke test
+    python bench/pyperf_agreement.py                 # about 10 minutes on a quiet 2-core machine
+    python bench/pyperf_agreement.py --pairs 1 --sizes 2^10,2^16 --k 64   # a smoke test
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 TOLERANCE = 0.05
+PYPERF_PROCESSES, PYPERF_VALUES, PYPERF_MIN_TIME_S = 10, 10, 0.001
 
 # What pyperf's workers run before timing: the kernel's inputs and a reused output, with the
 # allocator held as gpukit holds it.
@@ -75,19 +78,18 @@ def wait_for_quiet(max_share: float, timeout_s: float, sample_s: float = 3.0) ->
             return waited
 
 
-def gpukit_times(sizes, param_sets, work: Path) -> dict[tuple[int, int], float]:
-    """(k, n) -> median wall seconds of gpukit's serial/numpy case, from one compare run."""
+def gpukit_time(k: int, n: int, work: Path) -> float | None:
+    """Median wall seconds of gpukit's serial/numpy case at (k, n), from a compare run."""
     path = work / "gpukit.json"
     cmd = [sys.executable, "-m", "gpukit", "compare", "--backends", "serial", "--impls", "numpy",
            "--workers", "1", "--no-limits", "--no-progress", "-o", str(path),
-           "--sizes", ",".join(str(n) for n in sizes),
-           "--param", "k=" + ",".join(str(p["k"]) for p in param_sets)]
+           "--sizes", str(n), "--param", f"k={k}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                    cwd=ROOT)
     data = json.loads(path.read_text())
-    return {(c["params"]["k"], c["n"]): c["summary"]["wall_s"]["median"]
-            for c in data["cases"] if c["status"] == "ok"}
+    ok = [c for c in data["cases"] if c["status"] == "ok"]
+    return ok[0]["summary"]["wall_s"]["median"] if ok else None
 
 
 def pyperf_time(k: int, n: int, work: Path, fast: bool) -> float:
@@ -95,11 +97,11 @@ def pyperf_time(k: int, n: int, work: Path, fast: bool) -> float:
     path = work / f"pyperf-{k}-{n}.json"
     path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "pyperf", "timeit", "--quiet", "-o", str(path),
+           "--processes", str(PYPERF_PROCESSES // (2 if fast else 1)),
+           "--values", str(PYPERF_VALUES), "--min-time", str(PYPERF_MIN_TIME_S),
            "--name", f"polyval k={k} n={n}", "-s", PYPERF_SETUP.format(root=str(ROOT),
                                                                       params={"k": k}, n=n),
            PYPERF_STMT]
-    if fast:
-        cmd.insert(4, "--fast")
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     import pyperf
     return pyperf.Benchmark.load(str(path)).median()
@@ -161,7 +163,7 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", type=int, default=5, help="interleaved pairs of runs (5)")
     p.add_argument("--sizes", help="sizes (default: polyval's default sweep)")
     p.add_argument("--k", help="comma list of k (default: the default sweep's, 2 and 64)")
-    p.add_argument("--fast", action="store_true", help="pyperf --fast (fewer worker processes)")
+    p.add_argument("--fast", action="store_true", help="half as many pyperf worker processes")
     p.add_argument("--copies", type=int, default=6, help="array copies in the placement check")
     p.add_argument("--quiet-share", type=float, default=0.3, metavar="SHARE",
                    help="before each pair, wait until other work takes less than this share of "
@@ -185,7 +187,8 @@ def main(argv=None) -> int:
         "machine": machine.facts(),
         "pyperf": __import__("pyperf").__version__,
         "tolerance": TOLERANCE,
-        "pyperf_fast": args.fast,
+        "pyperf_settings": {"processes": PYPERF_PROCESSES // (2 if args.fast else 1),
+                            "values": PYPERF_VALUES, "min_time_s": PYPERF_MIN_TIME_S},
         "summary": [],
         "placement": None,
         "pairs": [],
@@ -198,22 +201,23 @@ def main(argv=None) -> int:
                 if args.quiet_share < 1 else 0.0
             before = load_now()
             t0 = time.perf_counter()
-            pyperf_s = {}
-            gpukit_first = i % 2 == 0
-            if gpukit_first:
-                gk = gpukit_times(sizes, param_sets, work)
+            cases = []
             for params in param_sets:
                 for n in sizes:
-                    pyperf_s[(params["k"], n)] = pyperf_time(params["k"], n, work, args.fast)
-            if not gpukit_first:
-                gk = gpukit_times(sizes, param_sets, work)
+                    k = params["k"]
+                    # Back to back, so both see the same machine; which goes first alternates.
+                    if (i + len(cases)) % 2 == 0:
+                        gk = gpukit_time(k, n, work)
+                        pp = pyperf_time(k, n, work, args.fast)
+                    else:
+                        pp = pyperf_time(k, n, work, args.fast)
+                        gk = gpukit_time(k, n, work)
+                    cases.append({"k": k, "n": n, "gpukit_s": gk, "pyperf_s": pp,
+                                  "ratio": gk / pp if gk else None})
             after = load_now()
-            pair = {"gpukit_first": gpukit_first, "load_before": before, "load_after": after,
+            pair = {"load_before": before, "load_after": after,
                     "waited_for_quiet_s": waited, "wall_s": time.perf_counter() - t0,
-                    "others_share": others_share(before, after),
-                    "cases": [{"k": k, "n": n, "gpukit_s": gk.get((k, n)), "pyperf_s": s,
-                               "ratio": gk[(k, n)] / s if (k, n) in gk else None}
-                              for (k, n), s in pyperf_s.items()]}
+                    "others_share": others_share(before, after), "cases": cases}
             pairs.append(pair)
             share = pair["others_share"]
             print(f"pair {i + 1}/{args.pairs}: {pair['wall_s']:.0f} s after {waited:.0f} s "
