@@ -6,6 +6,7 @@ import os
 import platform
 import socket
 import sys
+import time
 from importlib import metadata
 
 import numpy as np
@@ -139,3 +140,75 @@ def facts() -> dict:
         "pycuda": package_version("pycuda"),
         "caches": caches(),
     }
+
+
+def load() -> dict:
+    """How busy the machine is now, for a results file's before and after.
+
+    `loadavg`: the 1, 5 and 15-minute load averages (runnable tasks, on every core together).
+    `cpu_s`: the whole machine's CPU time since boot by kind, from /proc/stat (Linux), and
+    `own_cpu_s`: the CPU time of this process and every process it started, those that ended
+    included (their parents add their time to their own when they reap them), so that between
+    two snapshots the busy time less our own is what other work took."""
+    snap: dict = {"time_s": time.time(), "cores": os.cpu_count()}
+    try:
+        snap["loadavg"] = [round(v, 3) for v in os.getloadavg()]
+    except (OSError, AttributeError):  # no load average on Windows
+        snap["loadavg"] = None
+    cpu = _cpu_times()
+    if cpu is not None:
+        snap["cpu_s"] = cpu
+        own = _tree_cpu_s(os.getpid())
+        if own is not None:
+            snap["own_cpu_s"] = own
+    return snap
+
+
+# The fields of /proc/stat's "cpu" line, in the kernel's order, and what counts as idle.
+CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+IDLE_FIELDS = ("idle", "iowait")
+
+
+def _cpu_times(path: str = "/proc/stat") -> dict[str, float] | None:
+    try:
+        with open(path) as f:
+            first = f.readline().split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu":
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return {name: int(v) / tick for name, v in zip(CPU_FIELDS, first[1:])}
+
+
+def _tree_cpu_s(root: int) -> float | None:
+    """CPU seconds of `root` and its live descendants, each with its reaped children's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, cpu = {}, {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                text = f.read()
+        except OSError:
+            continue  # it ended meanwhile
+        # The command name may hold spaces and parentheses: the fields follow its last ")".
+        fields = text[text.rfind(")") + 2:].split()
+        pid = int(name)
+        parent[pid] = int(fields[1])
+        cpu[pid] = sum(int(v) for v in fields[11:15]) / tick  # utime stime cutime cstime
+    if root not in cpu:
+        return None
+    total = 0.0
+    for pid, seconds in cpu.items():
+        p, hops = pid, 0
+        while p not in (root, 0, 1) and p in parent and hops < 64:
+            p, hops = parent[p], hops + 1
+        if p == root:
+            total += seconds
+    return total

@@ -283,18 +283,21 @@ def roofline(data: dict, an: analysis.Analysis | None = None) -> Figure:
     lo_x = min(xs) / 4 if xs else 0.01
     hi_x = max(xs) * 4 if xs else 100
     top = max((v for kind, _t, v in roofs if kind == "flops"), default=None)
+    labels = []
     for kind, text, value in roofs:
         if kind == "bw":
             # A bandwidth roof rises until it meets the highest arithmetic roof.
             x_end = min(hi_x, top / value) if top else hi_x
             ax.plot([lo_x, x_end], [value * lo_x, value * x_end], "-", color="#555",
                     linewidth=0.9)
-            ax.text(lo_x * 1.15, value * lo_x * 1.3, f"{text}: {value:.3g} GB/s", fontsize=6.5,
-                    rotation=0, color="#333")
+            labels.append(ax.annotate(f"{text}: {value:.3g} GB/s", (lo_x * 1.15, value * lo_x * 1.3),
+                                      xytext=(0, 0), textcoords="offset points", fontsize=6.5,
+                                      color="#333"))
         else:
             ax.axhline(value, color="#555", linewidth=0.9, linestyle="--")
-            ax.text(hi_x / 1.1, value * 1.08, f"{text}: {value:.3g} GFLOP/s", fontsize=6.5,
-                    ha="right", color="#333")
+            labels.append(ax.annotate(f"{text}: {value:.3g} GFLOP/s", (hi_x / 1.1, value * 1.08),
+                                      xytext=(0, 0), textcoords="offset points", fontsize=6.5,
+                                      ha="right", color="#333"))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(lo_x, hi_x)
@@ -308,7 +311,37 @@ def roofline(data: dict, an: analysis.Analysis | None = None) -> Figure:
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    _keep_apart(fig, labels)
     return fig
+
+
+def _keep_apart(fig: Figure, labels) -> None:
+    """Move roof labels up until none overlaps another.
+
+    Two roofs a few percent apart (one core's and all cores' memory bandwidth on a machine whose
+    one core nearly fills the bus) put their labels on the same spot. Where each lands on screen
+    is known only after the layout, so the figure is laid out first; the labels stay out of the
+    layout, so moving them does not move the axes."""
+    if len(labels) < 2:
+        return
+    for label in labels:
+        label.set_in_layout(False)
+    fig.draw_without_rendering()
+    renderer = fig._get_renderer()
+    placed = []
+    gap_px = 1.0
+    for label in sorted(labels, key=lambda t: t.get_window_extent(renderer).y0):
+        box = label.get_window_extent(renderer)
+        lift = 0.0
+        for other in placed:
+            overlaps_x = box.x0 < other.x1 and other.x0 < box.x1
+            if overlaps_x and box.y0 + lift < other.y1 + gap_px and other.y0 < box.y1 + lift:
+                lift = other.y1 + gap_px - box.y0
+        if lift:
+            dx, dy = label.xyann
+            label.xyann = (dx, dy + lift * 72.0 / fig.dpi)
+            box = label.get_window_extent(renderer)
+        placed.append(box)
 
 
 # -- all of them -------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ Format history (bump FORMAT_VERSION on any change a reader must know about):
      optional `ceilings` (the machine's stored `gpukit limits` figures at the time of the run),
      added without a bump since readers that ignore it lose nothing; then each backend's
      `traits` (what the model needs to know of it, gpukit.records.BackendTraits), also without
-     a bump: a file without them is read through the table of built-in backends.
+     a bump: a file without them is read through the table of built-in backends; likewise an
+     optional `load` (the machine's load before and after the sweep, and whether it was too
+     busy to trust), which files from before it lack.
 
 The records of gpukit.records write and read every part of it.
 """

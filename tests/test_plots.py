@@ -47,3 +47,21 @@ def test_one_panel_figures_keep_their_title_inside_and_name_no_empty_params_or_w
             assert "()" not in ax.get_title() and ax.get_title().startswith("nbody")
     # No kernel says what its rows are: "n (points)" would be wrong for nbody's bodies.
     assert plots.timing(data).axes[0].get_xlabel() == "n"
+
+
+def test_roofline_labels_do_not_overlap_when_two_roofs_are_close():
+    # One core's memory bandwidth 5% under all cores': their labels used to land on each other.
+    data = synthetic.load_cpu()
+    stored = {"format": "gpukit-ceilings", "version": 1, "machine": {},
+              "figures": {"host_copy_1t_gbps": 20.0, "host_copy_all_gbps": 21.0,
+                          "host_numpy_1t_gflops": 12.0}}
+    an = analysis.analyze(data, stored)
+    fig = plots.roofline(data, an)
+    plots.render(fig)  # laid out and drawn as a saved file is
+    renderer = fig._get_renderer()
+    labels = [t for t in fig.axes[0].texts if "GB/s" in t.get_text() or "GFLOP/s" in t.get_text()]
+    assert len(labels) == 4, [t.get_text() for t in labels]  # two memory, one and two cores
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)

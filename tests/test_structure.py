@@ -20,8 +20,11 @@ from gpukit.records import CaseRecord, RunRecord
 ROOT = Path(__file__).resolve().parent.parent
 GPUKIT = ROOT / "gpukit"
 # Every results file the repository holds: old ones must keep loading and analysing.
-RESULTS_FILES = sorted([*ROOT.glob("bench/results/*.json"), *ROOT.glob("tests/data/*.json"),
-                        *ROOT.glob("docs/**/*.json")])
+# Other JSON sits beside them (benchmark outputs of their own format): told apart by its tag.
+RESULTS_FILES = sorted(
+    path for path in [*ROOT.glob("bench/results/*.json"), *ROOT.glob("tests/data/*.json"),
+                      *ROOT.glob("docs/**/*.json")]
+    if json.loads(path.read_text()).get("format") == "gpukit-results")
 
 
 # -- import rules --------------------------------------------------------------------------------

@@ -59,7 +59,12 @@ def test_kernels_command_lists_builtins_and_a_user_kernel(gpukit_cli):
     assert result.returncode == 0, result.stderr
     for name in ("polyval", "blackscholes", "mandelbrot", "nbody"):
         assert re.search(rf"^{name}: ", result.stdout, re.MULTILINE)
-    assert "--param max_iter=N  default 256" in result.stdout
+    # What `kernels` says compare runs is what compare runs: the default sets, not a
+    # parameter's own fallback (polyval's k=16, mandelbrot's max_iter=256).
+    assert "--param max_iter=N  (1..65536)" in result.stdout
+    assert "compare runs, without --param: max_iter=64; max_iter=1024" in result.stdout
+    assert "compare runs, without --param: k=2; k=64" in result.stdout
+    assert "default 16" not in result.stdout and "default 256" not in result.stdout
     result = gpukit_cli("kernels", "--kernel", "examples/my_kernel.py:Saxpy", "--json")
     assert result.returncode == 0, result.stderr
     (entry,) = json.loads(result.stdout)

@@ -10,6 +10,8 @@
   its figures, so reports can render it and tests can check it;
 - `summary.answer(...)`: the answer block that opens every report: per parameter set, the
   figures of a few findings (fastest, threads, processes, GPU), or why a topic did not run;
+- `noise.assess(...)`: whether the machine was too busy for the run's figures to be trusted
+  (other work's CPU time during the sweep, the load as it began, the serial repetitions' spread);
 - `changes.diff(...)`: two runs case by case, faster or slower and whether beyond their noise: the
   repetitions' rank test, a minimum change, both cases' spreads, and how much all the cases moved
   between the two runs (the run-to-run noise that repetitions within one run cannot see).

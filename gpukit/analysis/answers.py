@@ -14,6 +14,7 @@ from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, devic
                                    params_key, params_text, phase, series, transfer_share,
                                    variant_name, wall, beyond)
 from gpukit.analysis.crossovers import crossover, crossover_of_cases, scaling, walls
+from gpukit.analysis.noise import assess, finding_text
 
 # One pool thread this much faster or slower than serial: the threads differ, not the count.
 ONE_THREAD_APART = 1.3
@@ -51,7 +52,7 @@ def findings(data: dict, stored_ceilings: dict | None = None) -> list[Finding]:
 
 def _findings(data, ceil, verdicts) -> list[Finding]:
     idx = index(data)
-    out: list[Finding] = _failure_findings(data)
+    out: list[Finding] = _failure_findings(data) + _noise_findings(data)
     for pset in data["sweep"]["param_sets"]:
         start = len(out)
         pkey = params_key(pset)
@@ -66,6 +67,13 @@ def _findings(data, ceil, verdicts) -> list[Finding]:
         out[start:] = [dataclasses.replace(f, params=pset) for f in out[start:]]
     out.extend(_model_findings(data, ceil, verdicts))
     return out
+
+
+def _noise_findings(data: dict) -> list[Finding]:
+    """First among the findings: a machine too busy to trust makes every other one doubtful."""
+    noise = assess(data)
+    text = finding_text(noise)
+    return [Finding("noise", text, noise.to_json())] if text else []
 
 
 def _failure_findings(data: dict) -> list[Finding]:

@@ -114,6 +114,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from gpukit import allocator, analysis, backends, ceilings, format, kernels, machine, runner
+    from gpukit.analysis import noise
     from gpukit.commands.report import print_report, write_text
     from gpukit.results import Results
     from gpukit.timing import Budget
@@ -199,6 +200,8 @@ def run(args) -> int:
         err.print(line, markup=False)
     stopped_by = None  # what ended the sweep early: a signal's word, or an error
     status = EXIT_OK
+    # How busy the machine was around the sweep: the findings say when it was too busy to trust.
+    results.data["load"] = {"before": machine.load()}
     t0 = time.perf_counter()
     try:
         with _progress(err, enabled=not args.no_progress) as progress:
@@ -212,6 +215,11 @@ def run(args) -> int:
     finally:
         # From here on a signal is noted, not raised: saving must not be cut short.
         STOPPING.disarm()
+    results.data["load"]["after"] = machine.load()
+    try:
+        results.data["load"]["assessment"] = noise.assess(results.data).to_json()
+    except Exception:  # derived: `report` assesses again; it must never cost the save
+        pass
     results.finish(complete=stopped_by is None, wall_s=time.perf_counter() - t0,
                    note=stopped_by)
     # The machine's ceilings travel with the results, so a report elsewhere holds the cases

@@ -19,7 +19,9 @@ def add_parser(sub) -> None:
 def describe(kernel) -> dict:
     """What `gpukit kernels` shows of one kernel: its describe() plus default sets and source."""
     data = kernel.describe()
-    data["default_param_sets"] = [dict(p) for p in kernel.default_param_sets]
+    # Resolved as compare resolves them: the sets a run without --param measures, every
+    # parameter filled in, so that what is shown here is what compare runs.
+    data["default_param_sets"] = [kernel.resolve_params(p) for p in kernel.default_param_sets]
     data["outputs"] = list(kernel.outputs)
     data["cuda_file"] = kernel.cuda_file
     if "array_function" in data:
@@ -67,14 +69,17 @@ def kernel_lines(data: dict) -> list[str]:
         impls = impls.replace("cuda", f"cuda ({data['cuda_file']})")
     lines.append(f"  implementations: {impls}")
     if data["params"]:
+        several = len(data["params"]) > 1
         for p in data["params"]:
             bounds = (f"{p['minimum']}..{p['maximum']}" if p["maximum"] is not None
                       else f">= {p['minimum']}")
-            lines.append(f"  --param {p['name']}=N  default {p['default']} "
-                         f"({bounds}): {p['help']}")
-        sets = "; ".join(",".join(f"{k}={v}" for k, v in s.items()) or "defaults"
+            # A parameter's own default fills in only where --param names the others; with a
+            # single parameter compare never uses it, so it is not shown.
+            fallback = f"; {p['default']} where --param names only others" if several else ""
+            lines.append(f"  --param {p['name']}=N  ({bounds}): {p['help']}{fallback}")
+        sets = "; ".join(",".join(f"{k}={v}" for k, v in s.items()) or "no parameters"
                          for s in data["default_param_sets"])
-        lines.append(f"  default sets: {sets}")
+        lines.append(f"  compare runs, without --param: {sets}")
     else:
         lines.append("  parameters: none")
     if "array_function" in data:

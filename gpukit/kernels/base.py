@@ -190,6 +190,13 @@ def run_impl(impl: Callable, split: Mapping, whole: Mapping, out: dict, params: 
     thread) and not where `out` holds views of shared arrays (chunks, shared memory): say so."""
     given = dict(out)
     impl(split, whole, out, params)
+    check_in_place(given, out)
+
+
+def check_in_place(given: Mapping, out: Mapping) -> None:
+    """KernelError if an implementation bound a new array to an output name; `given` is a copy
+    of `out` from before the call. Apart from `run_impl` so that a backend timing one call can
+    keep this bookkeeping outside its clock."""
     for name, arr in given.items():
         if out.get(name) is not arr:
             raise KernelError(f"it replaced out[{name!r}] with a new array instead of writing "
