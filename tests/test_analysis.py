@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import synthetic
-from gpukit import analysis, format, model, phases, records
+from gpukit import analysis, model, phases, records
+from gpukit.reporting import tables
 from gpukit.analysis import Crossover, crossover
 
 IN, COMPUTE, OUT = phases.TRANSFER_IN, phases.COMPUTE, phases.TRANSFER_OUT
@@ -644,7 +645,7 @@ def test_findings_on_a_real_cpu_run_have_numbers():
     topics = [f.topic for f in an.findings]
     assert topics.count("fastest") == 2 and topics[-1] == "model"
     assert {"threads", "processes", "scaling"} <= set(topics)
-    lines = format.finding_lines(data, an)
+    lines = tables.finding_lines(data, an)
     assert lines[0].startswith("1. [k=2] fastest:")
     model_numbers = an.findings[-1].numbers
     assert model_numbers["scored"] + model_numbers["anchors"] == model_numbers["predicted"]
@@ -682,7 +683,7 @@ def test_gpu_findings_on_synthetic_h100_cases():
 def test_roofline_and_case_rows_take_gpu_cases():
     data = synthetic.with_gpu()
     an = analysis.analyze(data, synthetic.h100_ceilings())
-    rows = [r for r in format.case_rows(data, an) if r["backend"] == "cupy"]
+    rows = [r for r in tables.case_rows(data, an) if r["backend"] == "cupy"]
     assert rows and all(r["limit"] for r in rows)
     assert all(r["measured_over_predicted"] != "" for r in rows)
 
@@ -834,7 +835,7 @@ def test_quick_ceilings_are_called_rough():
     stored = {"figures": {"host_numpy_1t_gflops": 12.0}, "missing": {}, "settings": {"quick": True}}
     an = analysis.analyze(data, stored)
     assert an.ceilings.rough and "--quick (rough" in an.findings[-1].text
-    assert "host_numpy_1t_gflops = 12 GFLOP/s (limits --quick: rough)" in format.ceiling_lines(data, an)
+    assert "host_numpy_1t_gflops = 12 GFLOP/s (limits --quick: rough)" in tables.ceiling_lines(data, an)
 
 
 def _mpi_then_serial(failed_reason="mpi/numpy x2: ranks hung past 1 s"):

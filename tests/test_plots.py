@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import synthetic
-from gpukit import analysis, plots
+from gpukit import analysis
+from gpukit.reporting import plots
 from gpukit.phases import COMPUTE
 
 

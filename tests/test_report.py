@@ -8,7 +8,8 @@ import json
 import pytest
 
 import synthetic
-from gpukit import analysis, format, phases
+from gpukit import analysis, phases
+from gpukit.reporting import tables
 from gpukit.commands import diff
 
 
@@ -49,7 +50,7 @@ def test_report_prints_table_findings_and_writes_csv_html_plots(cli, tmp_path):
     assert "<h2>Findings</h2>" in page and "AMD" in page or "cpu" in page
 
     rows = list(csv.DictReader(out_csv.open()))
-    assert tuple(rows[0]) == format.CSV_COLUMNS
+    assert tuple(rows[0]) == tables.CSV_COLUMNS
     data = json.loads(synthetic.CPU_RESULTS.read_text())
     assert len(rows) == len(data["cases"])
     ok = [row for row in rows if row["status"] == "ok"]
@@ -67,7 +68,7 @@ def test_report_writes_markdown_that_links_the_plots_it_wrote(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = md.read_text()
     data = json.loads(synthetic.CPU_RESULTS.read_text())
-    for line in format.finding_lines(data):
+    for line in tables.finding_lines(data):
         assert line in text
     links = [line[line.index("](") + 2:-1] for line in text.splitlines() if line.startswith("![")]
     assert len(links) == 4 and all((md.parent / link).is_file() for link in links)

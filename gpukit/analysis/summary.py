@@ -2,7 +2,7 @@
 way of running wins over which sizes, where threads help and why, what moving data costs
 processes, where the GPU wins, or why no GPU ran), taken from the findings and case limits.
 
-Only figures: `gpukit.format.answer_lines` writes them as sentences, for the terminal, the
+Only figures: `gpukit.reporting.tables.answer_lines` writes them as sentences, for the terminal, the
 Markdown and the HTML page alike.
 """
 

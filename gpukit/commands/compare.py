@@ -67,7 +67,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from gpukit import allocator, analysis, backends, ceilings, format, kernels, machine, runner
+    from gpukit import allocator, analysis, backends, ceilings, kernels, machine, runner
+    from gpukit.reporting import tables
     from gpukit.commands.report import print_report, write_text
     from gpukit.results import Results
     from gpukit.timing import Budget
@@ -136,7 +137,7 @@ def run(args) -> int:
     stored = None if args.no_limits else machine_ceilings(err)
     results = Results({**machine.facts(), "malloc": malloc}, sweep.to_json(),
                       ["gpukit", *sys.argv[1:]])
-    for line in format.backend_lines({"backends": availability, "sweep": results.data["sweep"]}):
+    for line in tables.backend_lines({"backends": availability, "sweep": results.data["sweep"]}):
         err.print(line, markup=False)
     interrupted = False
     t0 = time.perf_counter()
@@ -159,8 +160,8 @@ def run(args) -> int:
     an = analysis.analyze(data)
     print_report(out, data, an, table=args.table)
     if args.csv:
-        write_text(args.csv, format.csv_text(data, an), "CSV")
-    counts = format.status_counts(data)
+        write_text(args.csv, tables.csv_text(data, an), "CSV")
+    counts = tables.status_counts(data)
     out.print()
     out.print(summary_line(data, counts, interrupted, path), markup=False)
     if save_error:

@@ -71,7 +71,8 @@ def parse_percent(text: str, option: str = "--fail-slower") -> float:
 
 
 def run(args) -> int:
-    from gpukit import analysis, format
+    from gpukit import analysis
+    from gpukit.reporting import tables
     from gpukit.commands.report import load_results
 
     threshold = parse_percent(args.fail_slower) if args.fail_slower is not None else None
@@ -84,8 +85,8 @@ def run(args) -> int:
     out = console()
     for name, data in (("A", a), ("B", b)):
         path = args.a if name == "A" else args.b
-        out.print(f"{name}: {path}: " + format.machine_lines(data)[0], markup=False)
-        partial = format.partial_text(data)
+        out.print(f"{name}: {path}: " + tables.machine_lines(data)[0], markup=False)
+        partial = tables.partial_text(data)
         if partial:
             out.print(f"   {name} is a {partial}", markup=False)
     table = change_table(d, threshold, args.all)

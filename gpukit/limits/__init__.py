@@ -178,7 +178,7 @@ def fmt_gbps(value: float) -> str:
 
 def value_text(name: str, value: float) -> str:
     """A figure with its unit, read off the name's suffix."""
-    from gpukit.format import fmt_s
+    from gpukit.reporting.tables import fmt_s
     if name.endswith("_gbps"):
         return fmt_gbps(value)
     if name.endswith("_gflops"):
@@ -208,7 +208,7 @@ def transfer_rows(curves: dict) -> tuple[list[str], list[list[str]]]:
     Small sizes show the latency (the time hardly changes), large ones the bandwidth. Times are
     the device's (CUDA events); the host clock's are in the JSON beside them.
     """
-    from gpukit.format import fmt_s
+    from gpukit.reporting.tables import fmt_s
     present = [(key, title) for key, title in TRANSFER_COLUMNS if key in curves]
     if not present:
         return [], []

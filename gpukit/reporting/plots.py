@@ -141,7 +141,7 @@ def chosen_sizes(data: dict, count: int = 3) -> list[int]:
 
 def phase_bars(data: dict, an: analysis.Analysis | None = None,
                sizes: list[int] | None = None) -> Figure:
-    from gpukit.format import startup_s
+    from gpukit.reporting.tables import startup_s
     idx = analysis.index(data)
     psets = _param_sets(data)
     sizes = sizes or chosen_sizes(data)
