@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import synthetic
-from gpukit import analysis, model, phases, records
+from gpukit import analysis, model, phases, records, units
 from gpukit.reporting import tables
 from gpukit.analysis import Crossover, crossover
 
@@ -82,8 +82,8 @@ def test_crossover_takes_the_last_change_and_the_edge_cases():
 
 
 def test_fmt_n_est_says_an_interpolated_size_plainly():
-    assert analysis.fmt_n_est(2**17) == "2^17"
-    assert analysis.fmt_n_est(2**17.3).startswith("2^17.3 (about 161k")
+    assert units.fmt_n_est(2**17) == "2^17"
+    assert units.fmt_n_est(2**17.3).startswith("2^17.3 (about 161k")
 
 
 # -- dominant phase and limit --------------------------------------------------------------------
@@ -823,7 +823,7 @@ def test_fastest_leaves_out_the_size_an_interrupted_run_stopped_inside():
     data.update(complete=False, note="interrupted")
     f = fastest(data)
     assert [w["label"] for w in f.numbers["winners"]] == ["serial/numpy"]
-    assert f"left out, where the interrupted run stopped: n={analysis.fmt_n(last)}" in f.text
+    assert f"left out, where the interrupted run stopped: n={units.fmt_n(last)}" in f.text
     # The same data from a complete run: serial ended there, threads is fastest at that size.
     data["complete"] = True
     assert [w["label"] for w in fastest(data).numbers["winners"]] == ["serial/numpy",

@@ -9,7 +9,7 @@ import re
 import pytest
 import synthetic
 
-from gpukit import analysis
+from gpukit import analysis, units
 from gpukit.reporting import tables
 from gpukit.analysis import summary
 
@@ -72,7 +72,7 @@ def check_best_rows(text: str, data: dict) -> None:
         assert len(rows) == len(best)
         for (n, label), c in best.items():
             name = analysis.variant_name(label, c["workers"], data)
-            (row,) = [r for r in rows if re.match(rf"\s*{re.escape(analysis.fmt_n(n))}\s+"
+            (row,) = [r for r in rows if re.match(rf"\s*{re.escape(units.fmt_n(n))}\s+"
                                                   rf"{re.escape(name)}\s", r)]
             cells = re.split(r"\s{2,}", row.strip())
             # The times are whole, unit included, and each stands in a cell of its own.
@@ -150,13 +150,13 @@ def test_the_answer_comes_from_the_findings_figures(gpu_results):
     gpu = next(f for f in an.findings if f.topic == "gpu" and f.params == {"k": 2})
     x = gpu.numbers["end_to_end"]
     assert x["status"] == "interpolated"
-    assert k2["GPU"].startswith(f"wins end to end from n≈{analysis.fmt_n_est(x['n'])}")
+    assert k2["GPU"].startswith(f"wins end to end from n≈{units.fmt_n_est(x['n'])}")
     procs = next(f for f in an.findings if f.topic == "processes" and f.params == {"k": 2})
     share = procs.numbers["pickle"]["transfer_share"]
     assert f"pickle x2 spends {share:.0%} of its time" in k2["processes"]
     fastest = next(f for f in an.findings if f.topic == "fastest" and f.params == {"k": 2})
     first = fastest.numbers["winners"][0]
-    assert k2["fastest"].startswith(f"{first['label']} up to n={analysis.fmt_n(first['to_n'])}")
+    assert k2["fastest"].startswith(f"{first['label']} up to n={units.fmt_n(first['to_n'])}")
 
 
 def test_the_answer_says_why_no_gpu_ran():
@@ -208,7 +208,7 @@ def test_failed_cases_open_the_answer_they_are_left_out_of():
     blocks = dict(tables.answer_blocks(data))
     first = blocks["polyval, k=2"][0]
     said = (f"1 case, left out of what follows: threads/numpy x2 from "
-            f"n={analysis.fmt_n(case['n'])} (the findings say why)")
+            f"n={units.fmt_n(case['n'])} (the findings say why)")
     assert first == ("failed", said)
     assert blocks["polyval, k=64"][0][0] == "fastest"
 

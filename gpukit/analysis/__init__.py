@@ -20,8 +20,8 @@ the ones reports and commands use, so that they need only `from gpukit import an
 
 from gpukit.analysis.answers import Analysis, Finding, analyze, findings, flag_text
 from gpukit.analysis.bounds import Limit, limit, limits
-from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase, fmt_n,
-                                   fmt_n_est, fmt_s, index, intensity, is_gpu, key_order,
+from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase,
+                                   index, intensity, is_gpu, key_order,
                                    max_workers, ok_cases, params_key, params_text, phase,
                                    run_phases, series, speedup_vs_baseline, throughput,
                                    transfer_share, variant_name, wall)
@@ -48,9 +48,6 @@ __all__ = [
     "Finding",
     "findings",
     "flag_text",
-    "fmt_n",
-    "fmt_n_est",
-    "fmt_s",
     "index",
     "intensity",
     "is_gpu",

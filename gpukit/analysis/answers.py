@@ -9,10 +9,11 @@ import math
 from gpukit import model, phases, records
 from gpukit.results import SKIPPED_AFTER_FAILURE
 from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, footprint, limits
-from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase, fmt_n,
-                                   fmt_n_est, fmt_s, index, is_gpu, max_workers, noise_bar,
+from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase,
+                                   index, is_gpu, max_workers, noise_bar,
                                    params_key, params_text, phase, series, transfer_share,
                                    variant_name, wall, beyond)
+from gpukit.units import fmt_n, fmt_n_est, fmt_s
 from gpukit.analysis.crossovers import crossover, crossover_of_cases, scaling, walls
 
 # One pool thread this much faster or slower than serial: the threads differ, not the count.

@@ -279,7 +279,7 @@ class _progress:
         return self
 
     def __call__(self, done: int, total: int, record: dict) -> None:
-        from gpukit.analysis import fmt_n
+        from gpukit.units import fmt_n
         if self._bar is not None:
             text = f"{record['label']} x{record['workers']} n={fmt_n(record['n'])}"
             self._bar.update(self._task, completed=done, total=total, description=text)

@@ -154,7 +154,8 @@ def change_table(d: analysis.Diff, threshold: float | None, every: bool):
     """The changed cases (`every`: all cases) as a rich table."""
     from rich.table import Table
 
-    from gpukit.analysis import fmt_n, fmt_s, params_text
+    from gpukit.analysis import params_text
+    from gpukit.units import fmt_n, fmt_s
 
     table = Table(header_style="bold", title="B against A, time per run (median)",
                   title_justify="left")

@@ -12,7 +12,7 @@ import base64
 import html
 import re
 
-from gpukit import analysis
+from gpukit import analysis, units
 from gpukit.analysis import params_text
 from gpukit.reporting import plots, tables
 
@@ -57,9 +57,9 @@ def _cell(key: str, value) -> str:
     if value == "" or value is None:
         return ""
     if key in _SECONDS:
-        return tables.fmt_s(value)
+        return units.fmt_s(value)
     if key == "n":
-        return analysis.fmt_n(value)
+        return units.fmt_n(value)
     if key == "rel_spread":
         return f"{value:.0%}"
     if key == "speedup_vs_serial":
@@ -106,7 +106,7 @@ def _facts(data) -> str:
     rows = [(k, v) for k, v in m.items() if v is not None]
     rows += [(f"gpu {k}", v) for k, v in gpu.items() if isinstance(v, (str, int, float))]
     rows += [("results created", data.get("created")), ("command", " ".join(data.get("command") or [])),
-             ("complete", data.get("complete")), ("sweep wall time", tables.fmt_s(data.get("wall_s")))]
+             ("complete", data.get("complete")), ("sweep wall time", units.fmt_s(data.get("wall_s")))]
     return "<table>" + "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(v)}</td></tr>"
                                for k, v in rows if v not in (None, "")) + "</table>"
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from gpukit import analysis, model, phases
-from gpukit.analysis import fmt_n, fmt_s, params_key, params_text
+from gpukit.analysis import params_key, params_text
+from gpukit.units import fmt_n, fmt_s
 
 FORMATS = ("png", "svg")
 NAMES = ("timing", "phases", "speedup", "roofline")

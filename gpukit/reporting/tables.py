@@ -13,11 +13,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpukit import analysis, model, phases, records
-from gpukit.analysis import fmt_n, fmt_s, params_key, params_text
+from gpukit.analysis import params_key, params_text
+from gpukit.units import fmt_n, fmt_n_est, fmt_s
 
 __all__ = ["CSV_COLUMNS", "TABLES", "TABLE_BEST", "TABLE_FULL", "answer_blocks",
            "answer_renderables", "backend_lines", "case_rows", "case_tables", "ceiling_lines",
-           "csv_text", "finding_lines", "flag_lines", "fmt_s", "machine_lines", "status_counts"]
+           "csv_text", "finding_lines", "flag_lines", "machine_lines", "status_counts"]
 
 
 def _analysis(data: dict, an: analysis.Analysis | None) -> analysis.Analysis:
@@ -440,7 +441,7 @@ def _where(x: dict) -> str:
     if x["status"] == "from_start":
         return "at every size"
     if x["status"] == "interpolated":
-        return f"from n≈{analysis.fmt_n_est(x['n'])}"
+        return f"from n≈{fmt_n_est(x['n'])}"
     if x["status"] == "never" and x["won_at"]:
         return "only at n=" + ", ".join(fmt_n(n) for n in x["won_at"])
     return "at no size"
@@ -470,7 +471,7 @@ def _fastest_text(facts: dict, data: dict) -> str:
         elif not w["interpolated"] and w["from_n"] == w["to_n"] and i < len(winners) - 1:
             parts.append(f"{name} at n={fmt_n(w['from_n'])}")
         else:
-            start = (f"n≈{analysis.fmt_n_est(w['takes_over_n'])}" if w["interpolated"]
+            start = (f"n≈{fmt_n_est(w['takes_over_n'])}" if w["interpolated"]
                      else f"n={fmt_n(w['from_n'])}")
             parts.append(f"{name} from {start}"
                          + (f" to {fmt_n(w['to_n'])}" if i < len(winners) - 1 else ""))
