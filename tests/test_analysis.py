@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import synthetic
-from gpukit import analysis, model, phases, records, units
+from gpukit import analysis, phases, records, units
+from gpukit.analysis import model
 from gpukit.reporting import tables
 from gpukit.analysis import Crossover, crossover
 

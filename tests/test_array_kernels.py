@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpukit import backends, kernels, model, runner
+from gpukit import backends, kernels, runner
+from gpukit.analysis import model
 from gpukit.analysis import findings
 from gpukit.errors import KernelError, UsageError
 from gpukit.kernels.arrays import TOLERANCE_EPS, ArrayKernel, array_kernel

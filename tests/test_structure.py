@@ -40,7 +40,7 @@ def backend_modules_after(code: str, tmp_path: Path | None = None) -> list[str]:
 
 
 @pytest.mark.parametrize("module", [
-    "gpukit.records", "gpukit.units", "gpukit.results", "gpukit.timing", "gpukit.model", "gpukit.analysis",
+    "gpukit.records", "gpukit.units", "gpukit.results", "gpukit.timing", "gpukit.analysis.model", "gpukit.analysis",
     "gpukit.reporting", "gpukit.reporting.tables", "gpukit.reporting.plots",
     "gpukit.reporting.page", "gpukit.commands.report",
     "gpukit.commands.diff", "gpukit.kernels", "gpukit.kernels.polyval", "gpukit.kernels.nbody",

@@ -12,12 +12,17 @@
   figures of a few findings (fastest, threads, processes, GPU), or why a topic did not run;
 - `changes.diff(...)`: two runs case by case, faster or slower and whether beyond their noise: the
   repetitions' rank test, a minimum change, both cases' spreads, and how much all the cases moved
-  between the two runs (the run-to-run noise that repetitions within one run cannot see).
+  between the two runs (the run-to-run noise that repetitions within one run cannot see);
+- `model`: what each case should take, from the machine's ceilings and the backend's traits;
+  the findings report how well it did; `serialized`: how much of a thread variant's time runs
+  serialized, measured from its scaling over worker counts.
 
-The predictive model lives in gpukit.model; findings report how well it did. The names below are
-the ones reports and commands use, so that they need only `from gpukit import analysis`.
+The names below are the ones reports and commands use, so that they need only
+`from gpukit import analysis`.
 """
 
+# The model first: it imports none of the rules below, which all read it.
+from gpukit.analysis import model, serialized
 from gpukit.analysis.answers import Analysis, Finding, analyze, findings, flag_text
 from gpukit.analysis.bounds import Limit, limit, limits
 from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase,
@@ -32,6 +37,8 @@ from gpukit.analysis.crossovers import (Crossover, Scaling, crossover, crossover
                                         scaling, walls)
 
 __all__ = [
+    "model",
+    "serialized",
     "ALPHA",
     "Analysis",
     "analyze",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gpukit import model, phases, records
+from gpukit import phases, records
+from gpukit.analysis import model
 from gpukit.results import SKIPPED_AFTER_FAILURE
 from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, footprint, limits
 from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase,

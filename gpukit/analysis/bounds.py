@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from gpukit import model, phases, records
+from gpukit import phases, records
+from gpukit.analysis import model
 from gpukit.analysis.cases import (device_phase, index, intensity, is_gpu, params_key,
                                    phase, run_phases, series, wall)
 from gpukit.units import fmt_mib, fmt_s

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from gpukit import model, phases, records
+from gpukit import phases, records
+from gpukit.analysis import model
 from gpukit.units import fmt_n
 
 # Smaller relative differences are noise: `diff --min-change` by default, and the gap under which

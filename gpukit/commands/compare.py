@@ -182,7 +182,7 @@ def record_serialized(data: dict) -> None:
     """Each thread variant's serialized share into the results, as the findings and the model
     take it from the cases, so that the file says it to readers without gpukit. It is derived,
     so a failure here must not cost the save: the report derives it again."""
-    from gpukit import serialized
+    from gpukit.analysis import serialized
     try:
         data["serialized"] = serialized.to_json(data)
     except (ArithmeticError, KeyError, TypeError, ValueError):

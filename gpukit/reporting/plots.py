@@ -20,7 +20,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from gpukit import analysis, model, phases
+from gpukit import analysis, phases
+from gpukit.analysis import model
 from gpukit.analysis import params_key, params_text
 from gpukit.units import fmt_n, fmt_s
 

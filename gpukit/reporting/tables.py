@@ -12,7 +12,8 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from gpukit import analysis, model, phases, records
+from gpukit import analysis, phases, records
+from gpukit.analysis import model
 from gpukit.analysis import params_key, params_text
 from gpukit.units import fmt_n, fmt_n_est, fmt_s
 

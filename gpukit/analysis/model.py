@@ -6,7 +6,7 @@ Per repetition (startup is reported once per session and predicted apart):
 - compute: the larger of bytes over memory bandwidth and FLOPs over the arithmetic rate of the
   implementation, the rate times the workers that can run at once (min(workers, cores)); on
   threads, the arithmetic's time on one thread times what the variant's measured serialized
-  share and waiting share predict for its count (gpukit.serialized), or, where the run has no
+  share and waiting share predict for its count (gpukit.analysis.serialized), or, where the run has no
   one-thread and multi-thread pair to measure them, no gain for an implementation that holds
   the GIL by its name (pure Python) and min(workers, cores) for the others;
 - pools: one task per worker, handed out together: one dispatch round trip, plus what each
@@ -30,7 +30,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gpukit import phases, records, serialized
+from gpukit import phases, records
+from gpukit.analysis import serialized
 from gpukit.records import PICKLE, SCATTER, SHM, BackendTraits
 
 # Accuracy bands: "within" is the yardstick; "far" is where a case gets flagged.
