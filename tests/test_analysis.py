@@ -789,7 +789,7 @@ def two_variants(gaps: list[float], jitter: float) -> dict:
 
 
 def fastest(data: dict) -> analysis.Finding:
-    [f] = [f for f in analysis.findings(data, {"figures": {}, "missing": {}}) if f.topic == "fastest"]
+    [f] = [f for f in analysis.all_findings(data, {"figures": {}, "missing": {}}) if f.topic == "fastest"]
     return f
 
 
@@ -895,6 +895,6 @@ def test_fastest_takes_a_case_skipped_by_the_run_limit_as_slower_and_one_never_r
     data = _mpi_then_serial()
     data["cases"][0].update(status="failed", reason="boom")
     data["cases"][-1].update(status="ok")
-    found = {f.topic: f for f in analysis.findings(data, {"figures": {}, "missing": {}})}
+    found = {f.topic: f for f in analysis.all_findings(data, {"figures": {}, "missing": {}})}
     assert "left out, where a case failed: n=2^20 (serial/numpy)" in found["fastest"].text
     assert "mpi/numpy x2 at every size compared (n=2^22)" in found["fastest"].text

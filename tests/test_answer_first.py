@@ -11,7 +11,7 @@ import synthetic
 
 from gpukit import analysis, units
 from gpukit.reporting import tables
-from gpukit.analysis import summary
+from gpukit.analysis import answer
 
 WIDTHS = (80, 120)
 
@@ -141,10 +141,10 @@ def test_the_best_table_names_the_columns_it_leaves_out():
 def test_the_answer_comes_from_the_findings_figures(gpu_results):
     data = json.loads(gpu_results.read_text())
     an = analysis.analyze(data)
-    items = summary.answer(an)
+    items = answer.answer(an)
     for pset in data["sweep"]["param_sets"]:
         assert [a.topic for a in items if a.params == pset] == [
-            summary.FASTEST, summary.THREADS, summary.PROCESSES, summary.GPU]
+            answer.FASTEST, answer.THREADS, answer.PROCESSES, answer.GPU]
     blocks = dict(tables.answer_blocks(data, an))
     k2 = dict(blocks["polyval, k=2"])
     gpu = next(f for f in an.findings if f.topic == "gpu" and f.params == {"k": 2})

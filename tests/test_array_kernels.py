@@ -14,7 +14,7 @@ import pytest
 
 from gpukit import backends, kernels, runner
 from gpukit.analysis import model
-from gpukit.analysis import findings
+from gpukit.analysis import all_findings
 from gpukit.errors import KernelError, UsageError
 from gpukit.kernels.arrays import TOLERANCE_EPS, ArrayKernel, array_kernel
 from gpukit.results import Results
@@ -124,7 +124,7 @@ def test_the_model_rates_a_function_without_flops_per_row_by_its_own_runs(
     verdicts = model.predict_all(data, ceil)
     threads = next(c for c in data["cases"] if c["label"] == "threads/numpy" and c["n"] == 65536)
     assert verdicts[model.case_key(threads)].prediction.phases_s["compute"] > 65536 / (rate * 1e9) / 2
-    text = " ".join(f.text for f in findings(data))
+    text = " ".join(f.text for f in all_findings(data))
     assert "the kernel, which declares no FLOPs, rated per row by its own runs (numpy " in text
     assert "G rows/s)" in text
 

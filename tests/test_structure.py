@@ -40,9 +40,11 @@ def backend_modules_after(code: str, tmp_path: Path | None = None) -> list[str]:
 
 
 @pytest.mark.parametrize("module", [
-    "gpukit.records", "gpukit.units", "gpukit.results", "gpukit.timing", "gpukit.analysis.model", "gpukit.analysis",
-    "gpukit.reporting", "gpukit.reporting.tables", "gpukit.reporting.plots",
-    "gpukit.reporting.page", "gpukit.commands.report",
+    "gpukit.records", "gpukit.units", "gpukit.results", "gpukit.timing", "gpukit.analysis.model",
+    "gpukit.analysis", "gpukit.analysis.findings", "gpukit.analysis.answer",
+    "gpukit.analysis.case_limits", "gpukit.analysis.rundiff", "gpukit.reporting",
+    "gpukit.reporting.tables", "gpukit.reporting.plots", "gpukit.reporting.page",
+    "gpukit.commands.report",
     "gpukit.commands.diff", "gpukit.kernels", "gpukit.kernels.polyval", "gpukit.kernels.nbody",
     "gpukit.kernels.mandelbrot", "gpukit.kernels.blackscholes", "gpukit.kernels.user"])
 def test_reading_results_and_the_kernels_load_no_backend(module):

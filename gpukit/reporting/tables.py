@@ -394,10 +394,10 @@ def answer_blocks(data: dict, an: analysis.Analysis | None = None) -> list[tuple
     sentence) pairs. The
     one place its sentences are written; the terminal, the Markdown and the HTML page lay
     them out."""
-    from gpukit.analysis import summary
+    from gpukit.analysis import answer
     an = _analysis(data, an)
     blocks: dict[tuple, tuple[str, list]] = {}
-    for item in summary.answer(an):
+    for item in answer.answer(an):
         pkey = params_key(item.params)
         head = data["sweep"]["kernel"] + (f", {params_text(item.params)}" if item.params
                                           else "")
@@ -427,13 +427,13 @@ def answer_renderables(data: dict, an: analysis.Analysis | None = None) -> list:
 
 
 def _answer_text(item, data: dict) -> str:
-    from gpukit.analysis import summary
+    from gpukit.analysis import answer
     facts = item.facts
     if "not_run" in facts:
         return f"not run: {facts['not_run']}"
-    return {summary.FAILED: _failed_text, summary.FASTEST: _fastest_text,
-            summary.THREADS: _threads_text,
-            summary.PROCESSES: _processes_text, summary.GPU: _gpu_text}[item.topic](facts, data)
+    return {answer.FAILED: _failed_text, answer.FASTEST: _fastest_text,
+            answer.THREADS: _threads_text,
+            answer.PROCESSES: _processes_text, answer.GPU: _gpu_text}[item.topic](facts, data)
 
 
 def _where(x: dict) -> str:

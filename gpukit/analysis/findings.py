@@ -1,4 +1,4 @@
-"""The answers: each finding a sentence with its figures (`Finding`), computed once per run with
+"""The findings: each a sentence with its figures (`Finding`), computed once per run with
 the case limits and the model's verdicts (`analyze`)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 from gpukit import phases, records
 from gpukit.analysis import model
 from gpukit.results import SKIPPED_AFTER_FAILURE
-from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, footprint, limits
+from gpukit.analysis.case_limits import DOMINANT_SHARE, GIL_SPEEDUP, footprint, limits
 from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase,
                                    index, is_gpu, max_workers, noise_bar,
                                    params_key, params_text, phase, series, transfer_share,
@@ -47,7 +47,7 @@ def analyze(data: dict, stored_ceilings: dict | None = None) -> Analysis:
     return Analysis(data, ceil, verdicts, lims, _findings(data, ceil, verdicts))
 
 
-def findings(data: dict, stored_ceilings: dict | None = None) -> list[Finding]:
+def all_findings(data: dict, stored_ceilings: dict | None = None) -> list[Finding]:
     return analyze(data, stored_ceilings).findings
 
 
