@@ -46,7 +46,8 @@ def backend_modules_after(code: str, tmp_path: Path | None = None) -> list[str]:
     "gpukit.reporting.tables", "gpukit.reporting.plots", "gpukit.reporting.page",
     "gpukit.commands.report",
     "gpukit.commands.diff", "gpukit.kernels", "gpukit.kernels.polyval", "gpukit.kernels.nbody",
-    "gpukit.kernels.mandelbrot", "gpukit.kernels.blackscholes", "gpukit.kernels.user"])
+    "gpukit.kernels.mandelbrot", "gpukit.kernels.blackscholes", "gpukit.kernels.checks",
+    "gpukit.kernels.user"])
 def test_reading_results_and_the_kernels_load_no_backend(module):
     assert backend_modules_after(f"import {module}") == []
 
