@@ -112,8 +112,8 @@ def test_a_small_numpy_case_is_overhead_bound_not_memory_bound():
 
 
 def test_pickle_transfer_bound_with_percent_of_ceiling():
-    case = synthetic.make_case("processes/numpy/pickle", 2**20, {IN: 6e-3, COMPUTE: 1e-3, OUT: 3e-3},
-                               workers=2)
+    case = synthetic.make_case("processes/numpy/pickle", 2**20,
+                               {IN: 6e-3, COMPUTE: 1e-3, OUT: 3e-3}, workers=2)
     lim = classify(case, ceilings={"pickle_gbps": 1.0, "process_dispatch_s": 1e-4})
     assert (lim.kind, lim.dominant) == ("transfer", IN)
     gbps = (4 * 2**20 + 12 + 4 * 2**20) / 9e-3 / 1e9
@@ -789,7 +789,8 @@ def two_variants(gaps: list[float], jitter: float) -> dict:
 
 
 def fastest(data: dict) -> analysis.Finding:
-    [f] = [f for f in analysis.all_findings(data, {"figures": {}, "missing": {}}) if f.topic == "fastest"]
+    [f] = [f for f in analysis.all_findings(data, {"figures": {}, "missing": {}})
+           if f.topic == "fastest"]
     return f
 
 
@@ -820,7 +821,8 @@ def test_fastest_leaves_out_the_size_an_interrupted_run_stopped_inside():
     # serial wins at every size; at the last, only threads ran before the interrupt
     data = two_variants([1.5, 1.5, 1.5], jitter=0.01)
     last = max(c["n"] for c in data["cases"])
-    data["cases"] = [c for c in data["cases"] if not (c["n"] == last and c["label"] == "serial/numpy")]
+    data["cases"] = [c for c in data["cases"]
+                     if not (c["n"] == last and c["label"] == "serial/numpy")]
     data.update(complete=False, note="interrupted")
     f = fastest(data)
     assert [w["label"] for w in f.numbers["winners"]] == ["serial/numpy"]
@@ -836,7 +838,8 @@ def test_quick_ceilings_are_called_rough():
     stored = {"figures": {"host_numpy_1t_gflops": 12.0}, "missing": {}, "settings": {"quick": True}}
     an = analysis.analyze(data, stored)
     assert an.ceilings.rough and "--quick (rough" in an.findings[-1].text
-    assert "host_numpy_1t_gflops = 12 GFLOP/s (limits --quick: rough)" in tables.ceiling_lines(data, an)
+    assert "host_numpy_1t_gflops = 12 GFLOP/s (limits --quick: rough)" \
+        in tables.ceiling_lines(data, an)
 
 
 def _mpi_then_serial(failed_reason="mpi/numpy x2: ranks hung past 1 s"):

@@ -67,7 +67,8 @@ def check_best_rows(text: str, data: dict) -> None:
         best: dict[tuple, dict] = {}
         for (p, label, _w, n), c in idx.items():
             old = best.get((n, label))
-            if p == analysis.params_key(pset) and (old is None or analysis.wall(c) < analysis.wall(old)):
+            if p == analysis.params_key(pset) and (old is None
+                                                   or analysis.wall(c) < analysis.wall(old)):
                 best[(n, label)] = c
         assert len(rows) == len(best)
         for (n, label), c in best.items():

@@ -123,7 +123,8 @@ def test_the_model_rates_a_function_without_flops_per_row_by_its_own_runs(
     assert rate > 0
     verdicts = model.predict_all(data, ceil)
     threads = next(c for c in data["cases"] if c["label"] == "threads/numpy" and c["n"] == 65536)
-    assert verdicts[model.case_key(threads)].prediction.phases_s["compute"] > 65536 / (rate * 1e9) / 2
+    predicted = verdicts[model.case_key(threads)].prediction.phases_s["compute"]
+    assert predicted > 65536 / (rate * 1e9) / 2
     text = " ".join(f.text for f in all_findings(data))
     assert "the kernel, which declares no FLOPs, rated per row by its own runs (numpy " in text
     assert "G rows/s)" in text
@@ -240,7 +241,7 @@ def test_a_module_function_loads_by_module_name(gpukit_cli, tmp_path):
     assert {c["status"] for c in json.loads(output.read_text())["cases"]} == {"ok"}
 
 
-# -- the docs ----------------------------------------------------------------------------------------
+# -- the docs --------------------------------------------------------------------------------------
 
 
 def python_blocks(text: str) -> list[str]:

@@ -101,7 +101,8 @@ def test_report_of_synthetic_gpu_results_with_given_ceilings(cli, tmp_path, gpu_
 def test_compare_writes_csv_too(cli, tmp_path):
     out = tmp_path / "c.csv"
     r = cli("compare", "--backends", "serial", "--impls", "numpy", "--sizes", "1024,4096",
-            "--budget-s", "0.01", "--no-progress", "-o", str(tmp_path / "r.json"), "--csv", str(out))
+            "--budget-s", "0.01", "--no-progress", "-o", str(tmp_path / "r.json"),
+            "--csv", str(out))
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 4 and {row["variant"] for row in rows} == {"serial/numpy"}
@@ -156,7 +157,8 @@ def test_diff_finds_a_2x_slowdown_beyond_run_to_run_noise(cli, tmp_path):
         data, lambda c: noise(c) * (2.0 if c["label"] == "serial/numpy" else 1.0))))
     r = cli("diff", str(synthetic.CPU_RESULTS), str(slow), "--fail-slower", "10%")
     assert r.returncode == 1
-    assert "6 case(s) slower by more than 10% beyond the noise; worst [k=64] serial/numpy" in r.stderr
+    assert ("6 case(s) slower by more than 10% beyond the noise; worst [k=64] serial/numpy"
+            in r.stderr)
     assert "0 faster, 6 slower beyond the noise" in r.stdout
     # a minimum change above the slowdown makes it noise
     assert cli("diff", str(synthetic.CPU_RESULTS), str(slow), "--fail-slower", "10%",

@@ -203,7 +203,8 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
             # The rate for this case's messages: pickling slows per byte as they grow.
             cap = ceil.pickle_gbps(work["bytes_in"] / model.tasks(data, case))
         pct = _pct(gbps, cap)
-        return Limit(dominant, "transfer", f"{transfer or 'transfer'}" + (f" {pct:.0f}%" if pct else ""),
+        short = f"{transfer or 'transfer'}" + (f" {pct:.0f}%" if pct else "")
+        return Limit(dominant, "transfer", short,
                      f"transfer-bound ({how}): {moved / total:.0%} of the time moving data at "
                      f"{gbps:.3g} GB/s {_of(pct, cap, 'GB/s', name, ceil)}; {advice}", pct, name)
     parallel = min(workers, model.cores(data))
@@ -246,7 +247,8 @@ def _roofline_limit(case, ceil, dominant, compute_s, bw, bw_name, rate, rate_nam
     if memory_bound:
         pct = _pct(gbps, bw)
         return Limit(dominant, "memory", f"memory {pct:.0f}%",
-                     f"memory-bound on {where}: {gbps:.3g} GB/s {_of(pct, bw, 'GB/s', bw_name, ceil)}"
+                     f"memory-bound on {where}: {gbps:.3g} GB/s "
+                     f"{_of(pct, bw, 'GB/s', bw_name, ceil)}"
                      f"; more FLOPs per byte would come free", pct, bw_name)
     pct = _pct(gflops, rate)
     return Limit(dominant, "compute", f"compute {pct:.0f}%" if pct is not None else "compute",

@@ -164,7 +164,8 @@ def _failed_sizes(data: dict, pkey: tuple) -> tuple[dict[int, list], list]:
         status, reason = c.get("status"), c.get("reason") or ""
         if status == "ok":
             ran.add(variant)
-        elif status == "failed" or (status == "skipped" and reason.startswith(SKIPPED_AFTER_FAILURE)):
+        elif status == "failed" or (status == "skipped"
+                                    and reason.startswith(SKIPPED_AFTER_FAILURE)):
             unknown.setdefault(variant, set()).add(c["n"])
     sizes: dict[int, list] = {}
     for variant, ns in sorted(unknown.items()):

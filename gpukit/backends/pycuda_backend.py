@@ -85,7 +85,7 @@ class PycudaDevice(DeviceBase):
                 raise BackendUnavailable("no CUDA device is visible")
             dev, attr = cuda.Device(ordinal), cuda.device_attribute
             facts = {"device": dev.name(), "pycuda": pycuda.VERSION_TEXT,
-                     "compute_capability": "%d.%d" % dev.compute_capability(),
+                     "compute_capability": "{}.{}".format(*dev.compute_capability()),
                      "driver": cuda_version_text(cuda.get_driver_version()),
                      # The CUDA version PyCUDA was built against.
                      "runtime": ".".join(str(v) for v in cuda.get_version()[:2]),

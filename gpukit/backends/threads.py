@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gpukit import phases
 from gpukit.backends.base import (Backend, BackendTraits, RunTiming, Startup, Variant,
-                                  chunk_bounds, host_phases, row_chunks, slice_rows)
+                                  host_phases, row_chunks, slice_rows)
 from gpukit.records import THREAD
 from gpukit.kernels.base import run_impl
 

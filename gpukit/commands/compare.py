@@ -50,7 +50,8 @@ def add_parser(sub) -> None:
                         "chunks balance uneven work such as mandelbrot's")
     p.add_argument("--seed", type=int, default=0, help="seed for inputs and case order")
     p.add_argument("--quick", action="store_true", help="a few small sizes, for a smoke test")
-    p.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help=f"results JSON ({DEFAULT_OUTPUT})")
+    p.add_argument("--output", "-o", default=DEFAULT_OUTPUT,
+                   help=f"results JSON ({DEFAULT_OUTPUT})")
     p.add_argument("--csv", metavar="PATH", help="also write the case table as CSV")
     p.add_argument("--require-gpu", action="store_true",
                    help="exit with status 3 if no GPU backend can run")
@@ -173,7 +174,8 @@ def run(args) -> int:
     if save_error:
         return EXIT_FAILED
     if counts.get("failed"):
-        print(f"error: {counts['failed']} case(s) failed; see the table and {path}", file=sys.stderr)
+        print(f"error: {counts['failed']} case(s) failed; see the table and {path}",
+              file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -272,8 +274,9 @@ class _progress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
                 TimeElapsedColumn
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.console, transient=True)
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=self.console, transient=True)
             self._bar.__enter__()
             self._task = self._bar.add_task("measuring", total=None)
         return self

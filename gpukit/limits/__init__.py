@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from gpukit import ceilings
 from gpukit.units import fmt_bytes, fmt_gbps, fmt_s

@@ -105,8 +105,10 @@ def _facts(data) -> str:
     gpu = m.pop("gpu", None) or {}
     rows = [(k, v) for k, v in m.items() if v is not None]
     rows += [(f"gpu {k}", v) for k, v in gpu.items() if isinstance(v, (str, int, float))]
-    rows += [("results created", data.get("created")), ("command", " ".join(data.get("command") or [])),
-             ("complete", data.get("complete")), ("sweep wall time", units.fmt_s(data.get("wall_s")))]
+    rows += [("results created", data.get("created")),
+             ("command", " ".join(data.get("command") or [])),
+             ("complete", data.get("complete")),
+             ("sweep wall time", units.fmt_s(data.get("wall_s")))]
     return "<table>" + "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(v)}</td></tr>"
                                for k, v in rows if v not in (None, "")) + "</table>"
 
@@ -130,7 +132,8 @@ def html_page(data: dict, an: analysis.Analysis | None = None, title: str | None
         *([f"<p><strong>{_e(partial)}</strong></p>"] if partial else []),
         f"<p class=small>{len(data['cases'])} cases: "
         + _e(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-        + ". Rendered by <code>gpukit report</code> from the saved results; nothing re-measured.</p>",
+        + ". Rendered by <code>gpukit report</code> from the saved results; "
+          "nothing re-measured.</p>",
         "<h2>Answer</h2>",
         *(f"<h3>{_e(head)}</h3>" + _list(f"{topic}: {text}" for topic, text in lines)
           for head, lines in tables.answer_blocks(data, an)),

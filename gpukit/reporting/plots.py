@@ -157,7 +157,7 @@ def phase_bars(data: dict, an: analysis.Analysis | None = None,
         if not rows:
             _no_data(ax, f"n={fmt_n(n)}: no case ran")
             continue
-        for y, (name, case) in enumerate(rows):
+        for y, (_label, case) in enumerate(rows):
             ph = analysis.run_phases(case, data)
             total = sum(ph.values()) or 1.0
             left = 0.0

@@ -123,7 +123,8 @@ def _cells(data: dict, an: analysis.Analysis, idx: dict, c: dict, full: bool) ->
     elif verdict is not None and verdict.anchor:
         note = "[dim]calibrates the model[/]"
     return {"n": fmt_n(c["n"]),
-            "variant": c["label"] if full else analysis.variant_name(c["label"], c["workers"], data),
+            "variant": (c["label"] if full
+                        else analysis.variant_name(c["label"], c["workers"], data)),
             "workers": str(c["workers"]), "startup+prep": fmt_s(startup_s(data, c)),
             "in": fmt_s(ph[phases.TRANSFER_IN]), "compute": fmt_s(ph[phases.COMPUTE]),
             "out": fmt_s(ph[phases.TRANSFER_OUT]),
@@ -333,7 +334,8 @@ def ceiling_lines(data: dict, an: analysis.Analysis | None = None) -> list[str]:
     for name in sorted(ceil.values):
         unit = name.rsplit("_", 1)[-1]
         value = ceil.values[name]
-        shown = fmt_s(value) if unit == "s" else f"{value:.3g} {unit.replace('gbps', 'GB/s').replace('gflops', 'GFLOP/s')}"
+        shown = fmt_s(value) if unit == "s" else \
+            f"{value:.3g} {unit.replace('gbps', 'GB/s').replace('gflops', 'GFLOP/s')}"
         source = ceil.sources[name]
         if source == model.LIMITS_SOURCE and ceil.rough:
             source += " --quick: rough"
