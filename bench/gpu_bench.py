@@ -1,4 +1,5 @@
-"""Issue 3's GPU targets, measured through gpukit's own CuPy and PyCUDA backends on this card.
+"""The GPU targets of BENCHMARKS.md, measured through gpukit's own CuPy and PyCUDA backends on
+this card.
 
     python bench/gpu_bench.py                  # the targets
     python bench/gpu_bench.py --quick          # a smoke test at small sizes (no verdicts)

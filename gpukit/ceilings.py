@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -58,6 +59,13 @@ FIGURES = {
 }
 
 
+# The columns that readers of a curve take without looking: the model's pickling curve, and the
+# transfer table of `gpukit limits`.
+CURVE_COLUMNS = {"pickle": ("sizes_bytes", "gbps"),
+                 **{f"{way}_{memory}": ("sizes_bytes", "event_s", "gbps")
+                    for way in ("h2d", "d2h") for memory in ("pinned", "pageable")}}
+
+
 class NotSaved(UsageError):
     """Ceilings were measured but could not be written; `data` holds them, so that the command
     can still show what minutes of measuring found."""
@@ -97,24 +105,91 @@ def save(machine: dict, figures: dict, curves: dict | None = None,
     data = {"format": FORMAT, "version": FORMAT_VERSION, "machine": machine,
             "figures": figures, "curves": curves or {}, "missing": missing or {},
             "settings": settings or {}}
+    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n")
         tmp.replace(path)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise NotSaved(f"could not write the ceilings to {path}: {exc.strerror or exc}",
                        data) from None
     return path
 
 
+class Damaged(UsageError):
+    """A ceilings file that is not one, or is one no longer (truncated, hand-edited): given on
+    the command line it is bad input; as a cache it is ignored, with a warning, and measured
+    again."""
+
+
 def load(machine: dict | None = None, path: Path | None = None) -> dict | None:
-    """The stored ceilings for this machine, or None if `limits` has not measured them here."""
-    path = path or cache_path(machine or {})
+    """The stored ceilings for this machine, or None if `limits` has not measured them here;
+    `Damaged` when a file is there but cannot be used."""
+    path = Path(path or cache_path(machine or {}))
+    if path.exists() and not path.is_file():
+        raise Damaged(f"{path} is not a regular file; a ceilings file is one")
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
+        text = path.read_bytes()
+    except FileNotFoundError:
         return None
-    if data.get("format") != FORMAT or data.get("version", 0) > FORMAT_VERSION:
-        return None
+    except OSError as exc:
+        raise Damaged(f"cannot read the ceilings file {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise Damaged(f"{path} is not a gpukit ceilings file: it is not JSON") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise Damaged(f"{path} is not a gpukit ceilings file")
+    problem = structure_problem(data)
+    if problem:
+        raise Damaged(f"{path} is a damaged ceilings file: {problem}")
+    if data.get("version", 0) > FORMAT_VERSION:
+        return None  # a newer gpukit's: measured again here rather than misread
     return data
+
+
+def cached(machine: dict) -> tuple[dict | None, str | None]:
+    """This machine's cache file, or None and, where a damaged one was set aside, why: the
+    caller warns and measures again (the next save replaces it)."""
+    try:
+        return load(machine), None
+    except Damaged as exc:
+        return None, f"{exc}; ignored, measured again"
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def structure_problem(data: dict) -> str | None:
+    """What a reader of the figures, curves and reasons would trip on, or None."""
+    if not _number(data.get("version", 0)):
+        return f"version is {data.get('version')!r:.40}"
+    for name, kind in (("machine", dict), ("figures", dict), ("curves", dict),
+                       ("missing", dict), ("settings", dict)):
+        if name in data and not isinstance(data[name], kind):
+            return f"{name} should be an object, not {type(data[name]).__name__}"
+    for name, value in (data.get("figures") or {}).items():
+        if value is not None and not _number(value):
+            return f"figures.{name} should be a number, not {value!r:.40}"
+    for name, reason in (data.get("missing") or {}).items():
+        if not isinstance(reason, str):
+            return f"missing.{name} should be a string"
+    for name, curve in (data.get("curves") or {}).items():
+        if not isinstance(curve, dict):
+            return f"curves.{name} should be an object"
+        columns = {key: value for key, value in curve.items() if isinstance(value, list)}
+        for key in CURVE_COLUMNS.get(name, ()):
+            if key not in columns:
+                return f"curves.{name}.{key} should be a list"
+        sizes = columns.get("sizes_bytes")
+        for key, values in columns.items():
+            # Sizes and rates are positive (the model interpolates their logarithms).
+            low = 0 if key in ("sizes_bytes", "gbps") else -1
+            if sizes is not None and len(values) != len(sizes) or \
+                    not all(_number(v) and v > low for v in values):
+                what = "positive numbers" if low == 0 else "numbers"
+                return f"curves.{name}.{key} should hold {what}, one per size"
+    return None

@@ -15,3 +15,18 @@ class BackendUnavailable(GpukitError):
 
 class KernelError(GpukitError):
     """A kernel implementation raised, returned the wrong shape or disagreed with its reference."""
+
+
+class OutputError(GpukitError):
+    """A file could not be written after measuring (the disk filled, the folder went): not the
+    user's input, so it has its own exit status; the message says where the results are."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP: the run stops, saves what it measured and exits with the
+    signal's status. A KeyboardInterrupt of its own, so that a kernel raising a plain
+    KeyboardInterrupt is told apart from the user stopping the run."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

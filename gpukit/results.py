@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import json
 import os
 import tempfile
@@ -69,26 +70,50 @@ class Results:
         return self.data["cases"][-1]
 
     def finish(self, complete: bool, wall_s: float, note: str | None = None) -> None:
-        self.data["complete"] = complete
+        # Complete means every planned case ran (ok, failed or skipped): a sweep cut short by
+        # anything, a kernel's SystemExit included, is not.
+        self.data["complete"] = bool(complete) and len(self.cases) >= self.planned
         self.data["wall_s"] = wall_s
         if note:
             self.data["note"] = note
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write atomically: a crash mid-write never leaves a truncated results file."""
+        """Write atomically: a crash mid-write never leaves a truncated results file, and a
+        write that fails (a full disk, a file size limit) leaves no temporary file behind.
+        Only a regular file is replaced: anything else at `path` is an OSError."""
         path = Path(path)
+        if path.exists() and not path.is_file():
+            raise OSError(errno.EEXIST, "it is not a regular file", str(path))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.data, f, indent=1, default=_jsonable)
-            f.write("\n")
-        # mkstemp makes the file private (0600); a results file is for sharing, so give it the
-        # mode any new file gets here.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.data, f, indent=1, default=_jsonable)
+                f.write("\n")
+            # mkstemp makes the file private (0600); a results file is for sharing, so give it
+            # the mode any new file gets here.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
         return path
+
+
+def holds_complete_run(path: str | os.PathLike) -> bool:
+    """Whether `path` is a results file of a sweep that ran every case: one an interrupted run
+    must not replace."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT and data.get("complete") is True
 
 
 def _jsonable(value):
@@ -102,6 +127,9 @@ def _jsonable(value):
 
 def load(path: str | os.PathLike) -> dict:
     """A results file, checked enough that reading any field a report uses cannot fail."""
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        # A FIFO or a device would block the read, or never end it.
+        raise UsageError(f"{path} is not a regular file; give a results file")
     try:
         with open(path) as f:
             data = json.load(f)
@@ -183,7 +211,18 @@ def structure_problem(data: dict) -> str | None:
         problem = problem or _session_problem(session, f"sessions[{i}]")
     for i, case in enumerate(data["cases"]):
         problem = problem or _case_problem(case, f"cases[{i}]")
-    return problem
+    return problem or _ceilings_problem(data.get("ceilings"))
+
+
+def _ceilings_problem(stored) -> str | None:
+    """The machine's ceilings saved with the run, which the model reads as it reads a cache."""
+    from gpukit import ceilings
+    if stored is None:
+        return None
+    if not isinstance(stored, dict):
+        return f"ceilings should be an object, not {type(stored).__name__}"
+    problem = ceilings.structure_problem(stored)
+    return f"ceilings: {problem}" if problem else None
 
 
 def _backend_problem(entry, where: str) -> str | None:

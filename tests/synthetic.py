@@ -1,9 +1,10 @@
 """TEST DATA, not measurements: build results dicts and cases by hand for the analysis tests.
 
 `with_gpu(data)` takes a real CPU results dict (tests/data/cpu-small.json, measured on the
-2-core development machine) and adds CuPy cases whose phases are computed from the H100 figures
-in ../shared/CEILINGS.md, with a few percent of deterministic jitter. Nothing here ran on a GPU;
-the machine's GPU facts say "synthetic" so that no report could pass them off as measured.
+2-core development machine) and adds CuPy cases whose phases are computed from figures
+measured by hand with plain CuPy calls on an NVIDIA H100 80GB HBM3 (2026-11-25), with a few
+percent of deterministic jitter. Nothing here ran on a GPU; the machine's GPU facts say
+"synthetic" so that no report could pass them off as measured.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from gpukit.timing import describe
 DATA = Path(__file__).parent / "data"
 CPU_RESULTS = DATA / "cpu-small.json"
 
-# H100 test machine, ../shared/CEILINGS.md (pageable bandwidths at 16-256 MiB).
+# Measured by hand on an NVIDIA H100 80GB HBM3, 2026-11-25 (pageable bandwidths at 16-256 MiB).
 H100 = {
     "h2d_pageable_gbps": 9.0, "d2h_pageable_gbps": 11.1,
     "h2d_pinned_gbps": 54.9, "d2h_pinned_gbps": 55.1,

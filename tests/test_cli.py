@@ -114,6 +114,7 @@ def test_results_go_to_a_temporary_file_when_the_output_cannot_be_written_at_the
 
     class Results:
         saved = []
+        data = {"complete": True}
 
         def save(self, path):
             if str(path).startswith(str(tmp_path)):
@@ -121,7 +122,7 @@ def test_results_go_to_a_temporary_file_when_the_output_cannot_be_written_at_the
             self.saved.append(path)
             return path
 
-    path, error = compare._save(Results(), str(tmp_path / "r.json"))
+    path, error = compare.save_results(Results(), tmp_path / "r.json")
     assert Results.saved == [path] and "gpukit-results-" in str(path)
     assert "No space left on device" in error and str(path) in error
 
@@ -157,13 +158,20 @@ def test_ctrl_c_saves_what_was_measured_and_exits_130_without_tracebacks(tmp_pat
     out = tmp_path / "r.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpukit", "compare", "--backends", "serial,processes",
-         "--impls", "numpy", "--sizes", "2^16..2^24", "--workers", "1,2", "--no-progress",
+         "--impls", "numpy", "--sizes", "2^16..2^24", "--workers", "1,2",
          "--budget-s", "0.5", "-o", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(5)  # the pool is up and busy: the sweep takes well over 10 s
+    # Until the second size starts: the pools are up and busy, the sweep takes well over 10 s.
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("measuring n=2^17"):
+            break
+    time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=120)
+    stderr = "".join(seen) + stderr
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
     data = json.loads(out.read_text())
@@ -220,3 +228,16 @@ def test_compare_measures_ceilings_once_where_none_are_stored(gpukit_cli, tmp_pa
     assert "No ceilings stored" not in again.stderr
     assert json.loads((tmp_path / "b.json").read_text())["ceilings"]["figures"] == \
         stored["figures"]
+
+
+def test_compare_help_groups_its_options_and_shows_examples(gpukit_cli):
+    result = gpukit_cli("compare", "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    groups = ["what to run:", "the sweep:", "repetitions and limits:", "MPI:", "output:",
+              "examples:", "exit status:"]
+    at = [text.index(g) for g in groups]
+    assert at == sorted(at), "the groups come in this order"
+    # Each option's default is said in its help, not left to the reader to guess.
+    assert "(default: 0.1)" in text and "(default: 600)" in text
+    assert "gpukit compare --kernel softplus.py:softplus" in text

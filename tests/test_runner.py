@@ -1,5 +1,7 @@
 """The sweep's rules, with a fake backend whose timings are made up (and outputs real)."""
 
+import time
+
 import pytest
 
 from gpukit import backends, kernels, runner
@@ -178,3 +180,83 @@ def test_memory_check_heeds_a_control_group_limit(tmp_path):
     assert machine._cgroup_room(files) is None
     limit.write_text(f"{2**63 - 4096}\n")  # cgroup v1: no limit
     assert machine._cgroup_room(files) is None
+
+
+class HangingGpuBackend(FakeBackend):
+    """A GPU backend's shape (gpu=True, no abort of its own, a context bound to the thread that
+    opened it) whose kernel never returns from n=4000 on."""
+
+    name = "hanging"
+    parallel = False
+    gpu = True
+    released = None  # a threading.Event, set when the test is done with the hung thread
+
+    @classmethod
+    def variants(cls, kernel):
+        return [Variant("hanging", "cuda")]
+
+    def open(self):
+        import threading
+        self.thread = threading.current_thread()
+        return super().open()
+
+    def run(self):
+        import threading
+        import time
+        assert threading.current_thread() is self.thread  # every call on the opening thread
+        while self.n >= 4000 and not self.released.is_set():
+            time.sleep(0.01)
+        return super().run()
+
+
+def test_a_hung_gpu_case_fails_on_its_timeout_and_is_abandoned_on_a_daemon_thread(monkeypatch):
+    import threading
+    monkeypatch.setattr(HangingGpuBackend, "released", threading.Event())
+    real_get = backends.get
+    monkeypatch.setattr(backends, "get", lambda name: HangingGpuBackend if name == "hanging"
+                        else FakeBackend if name == "fake" else real_get(name))
+    res = run(sweep(backends=("hanging", "fake"), case_timeout_s=0.3, run_limit_s=100.0))
+    hung = cases(res, "hanging/cuda")
+    assert [hung[n]["status"] for n in (1000, 4000, 16000, 64000)] == \
+        ["ok", "failed", "skipped", "skipped"]
+    assert "did not finish within 0.3 s" in hung[4000]["reason"]
+    assert "left to run until gpukit exits" in hung[4000]["reason"]
+    assert all(c["status"] == "ok" for c in res.cases if c["label"] == "fake/numpy")
+    stuck = [t for t in threading.enumerate() if t.name.startswith("gpukit hanging/cuda")]
+    assert stuck and all(t.daemon for t in stuck)  # it cannot hold the process at exit
+    HangingGpuBackend.released.set()
+
+
+class SlowStartBackend(FakeBackend):
+    """A session whose start takes until it is aborted (a pool whose workers never come up)."""
+
+    name = "slowstart"
+    parallel = False
+    aborted = None  # a threading.Event
+
+    @classmethod
+    def variants(cls, kernel):
+        return [Variant("slowstart", "numpy")]
+
+    def open(self):
+        self.aborted.wait(30)
+        return super().open()
+
+    def abort(self):
+        self.aborted.set()
+        return "stopped"
+
+
+def test_ctrl_c_while_a_session_starts_aborts_that_session(monkeypatch):
+    import _thread
+    import threading
+    monkeypatch.setattr(SlowStartBackend, "aborted", threading.Event())
+    real_get = backends.get
+    monkeypatch.setattr(backends, "get", lambda name: SlowStartBackend if name == "slowstart"
+                        else real_get(name))
+    threading.Timer(0.3, _thread.interrupt_main).start()  # Ctrl-C, as the main thread sees it
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run(sweep(backends=("slowstart",)))
+    assert SlowStartBackend.aborted.is_set()
+    assert time.monotonic() - t0 < 10

@@ -34,7 +34,8 @@ from gpukit import phases, records
 from gpukit.analysis import serialized
 from gpukit.records import PICKLE, SCATTER, SHM, BackendTraits
 
-# Accuracy bands: "within" is the yardstick; "far" is where a case gets flagged.
+# Accuracy bands: "within" is the yardstick the model is held to; "far" is where a case gets
+# flagged.
 WITHIN = 0.25
 FAR = 2.0
 

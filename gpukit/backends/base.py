@@ -8,7 +8,10 @@ A backend class is looked up by name in the registry (`gpukit.backends.REGISTRY`
    `open()` does the startup work (pool start, CUDA context, compile) and returns its timing,
 4. calls `session.prepare(kernel, params, inputs)` once per problem (pinned buffers, shared memory
    blocks, device allocations: reused across repetitions as a user would),
-5. calls `session.run()` for every timed repetition and `session.close()` at the end.
+5. calls `session.run()` for every timed repetition and `session.close()` at the end,
+6. or `session.abort()`, from another thread, when a case hangs or the run is stopped.
+
+Every call of one session comes from one thread (not always the main one): see gpukit.runner.
 
 The library raises; it never prints. Optional imports (cupy, pycuda, mpi4py) live inside the
 backend that needs them.
@@ -83,6 +86,14 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         """Stop pools, free everything. Safe to call twice."""
+
+    def abort(self) -> str | None:
+        """Stop at once, from another thread, while a call of this session may never return
+        (a hung case, Ctrl-C): kill its processes, free its shared memory, without waiting on
+        anything the hung call holds. Say what was done; None where nothing can be (a Python
+        thread cannot be killed: the runner leaves it on its daemon thread). close() may follow.
+        """
+        return None
 
     def __enter__(self):
         return self

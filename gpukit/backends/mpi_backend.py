@@ -188,3 +188,12 @@ class MpiBackend(Backend):
         group = getattr(self, "_group", None)
         if group is not None:
             group.shutdown()
+
+    def abort(self):
+        # From another thread: the job is killed by its ids, and the control socket closed
+        # under the waiting thread, which then fails (the next prepare would start a new job).
+        group = getattr(self, "_group", None)
+        if group is None:
+            return "no MPI job was running"
+        group.kill("stopped by gpukit")
+        return f"its MPI job ({self.workers} rank{'' if self.workers == 1 else 's'}) killed"

@@ -231,8 +231,12 @@ class RankGroup:
             self.proc = subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL,
                                          stdout=self._log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: killed before it started (log closed)
             raise MpiError(f"could not start {shlex.join(self.command)}: {exc}") from None
+        if self.dead is not None:
+            # Killed from another thread (gpukit stopping) while the launcher started.
+            self.kill(self.dead)
+            raise MpiError(f"the MPI job was stopped as it started ({self.dead})")
         deadline = time.monotonic() + self.timeout_s
         try:
             self.sock = self._accept(deadline)

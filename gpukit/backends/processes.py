@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import secrets
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -129,6 +130,21 @@ def _run_shared(spec, impl, params, layout, split_names, whole_names, out_names,
 # -- parent side ---------------------------------------------------------------------------------
 
 
+def name_ipc_objects() -> None:
+    """Name this process's shared memory blocks and semaphores after it (gpukit-PID-...,
+    sem.mp-gpukit-PID-... in /dev/shm), so that one left behind, were gpukit killed with
+    SIGKILL, says whose it is. Semaphore names come from multiprocessing's process config;
+    setting its prefix changes nothing else."""
+    config = getattr(multiprocessing.current_process(), "_config", None)
+    if isinstance(config, dict):
+        config["semprefix"] = f"/mp-gpukit-{os.getpid()}"
+
+
+def _block_name() -> str:
+    return f"gpukit-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+
 class ProcessesBackend(Backend):
     name = "processes"
     summary = "a process pool over chunks; arrays pickled, or in shared memory"
@@ -156,6 +172,7 @@ class ProcessesBackend(Backend):
         if method == "forkserver":
             # Workers fork from a server that has already imported NumPy and gpukit.
             context.set_forkserver_preload(["numpy", "gpukit.backends.processes", "gpukit.kernels"])
+        name_ipc_objects()
         t0 = self.clock()
         barrier = context.Barrier(self.workers)
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
@@ -163,6 +180,11 @@ class ProcessesBackend(Backend):
         pids = [f.result() for f in [self._pool.submit(_wait_all_started)
                                      for _ in range(self.workers)]]
         elapsed = self.clock() - t0
+        if getattr(self, "_aborted", False):
+            # Aborted from another thread while the pool started: its workers may have been
+            # started after abort looked for them.
+            self.abort()
+            raise UsageError("the process pool was stopped as it started")
         self._blocks: list[shared_memory.SharedMemory] = []
         return Startup({"pool_start": elapsed},
                        {"start_method": method, "processes": len(set(pids))})
@@ -187,7 +209,7 @@ class ProcessesBackend(Backend):
             shapes[name] = ((self._n,), np.dtype(dtype))
         for name, (shape, dtype) in shapes.items():
             nbytes = max(1, int(np.prod(shape)) * dtype.itemsize)
-            block = shared_memory.SharedMemory(create=True, size=nbytes)
+            block = shared_memory.SharedMemory(create=True, size=nbytes, name=_block_name())
             self._blocks.append(block)
             self._layout[name] = (block.name, shape, dtype.str)
             self._shm_views[name] = np.ndarray(shape, dtype=dtype, buffer=block.buf)
@@ -251,10 +273,10 @@ class ProcessesBackend(Backend):
     def release(self):
         # Views into a block must go before the block can be closed.
         self._shm_views = {}
-        for block in getattr(self, "_blocks", []):
-            block.close()
+        blocks, self._blocks = getattr(self, "_blocks", []), []
+        for block in blocks:
             block.unlink()
-        self._blocks = []
+            block.close()
 
     def close(self):
         self.release()
@@ -262,3 +284,42 @@ class ProcessesBackend(Backend):
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def abort(self):
+        # From another thread, while a run may wait on a hung worker: kill the workers (the pool
+        # then fails that run's futures, which frees the waiting thread) and unlink the blocks;
+        # their mappings go when the last view does.
+        self._aborted = True
+        pool, self._pool = getattr(self, "_pool", None), None
+        killed = 0
+        if pool is not None:
+            # The executor keeps its worker processes in `_processes` (pid -> Process).
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                try:
+                    process.kill()
+                    killed += 1
+                except (OSError, ValueError, AttributeError):
+                    pass
+            # A worker killed while it sent a result leaves half a message in the result pipe,
+            # and the executor's thread would wait for the rest forever (and hold gpukit at
+            # exit): this process's own write end is the last one open, so closing it ends
+            # that read, and the executor then sees its pool broken.
+            writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+            if writer is not None:
+                try:
+                    writer.close()
+                except OSError:
+                    pass
+            pool.shutdown(wait=False, cancel_futures=True)
+        # Unlinked, so the names leave /dev/shm, but neither closed nor let go: a NumPy view
+        # does not hold its block's buffer, and the case's thread may still read one, which
+        # would crash on memory that close (or a dropped block's __del__) had unmapped. The
+        # memory goes when the process does.
+        blocks, self._blocks = getattr(self, "_blocks", []), []
+        self._unlinked = getattr(self, "_unlinked", []) + blocks
+        for block in blocks:
+            try:
+                block.unlink()
+            except OSError:
+                pass
+        return f"its {killed} worker process{'' if killed == 1 else 'es'} killed"

@@ -3,11 +3,17 @@
 With the `python` implementation the GIL lets one thread run at a time, so more threads add
 only overhead; with `numpy` every ufunc call releases the GIL and the chunks run in parallel.
 Nothing is copied, so transfer_in and transfer_out are zero by construction.
+
+The pool is gpukit's own, of daemon threads: concurrent.futures joins its pool threads when the
+interpreter exits, so one kernel call that never returns would keep gpukit from exiting after
+the runner gave the case up (a Python thread cannot be killed).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+from concurrent.futures import Future
 
 from gpukit import phases
 from gpukit.backends.base import (Backend, BackendTraits, RunTiming, Startup, Variant,
@@ -18,6 +24,44 @@ from gpukit.kernels.base import run_impl
 
 def _noop() -> None:
     return None
+
+
+class DaemonPool:
+    """A fixed number of daemon threads taking calls from one queue; submit returns a Future.
+    Started at once (ThreadPoolExecutor starts its threads as calls come)."""
+
+    def __init__(self, workers: int, name: str = "gpukit"):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._serve, name=f"{name}_{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            call = self._calls.get()
+            if call is None:
+                return
+            future, fn, args = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # a kernel's SystemExit fails its case, as any error
+                future.set_exception(exc)
+            del call, future, fn, args  # no chunk stays referenced while the thread waits
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        self._calls.put((future, fn, args))
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        for _ in self._threads:
+            self._calls.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 class ThreadsBackend(Backend):
@@ -36,8 +80,8 @@ class ThreadsBackend(Backend):
 
     def open(self):
         t0 = self.clock()
-        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gpukit")
-        # Threads start lazily; one round of no-op tasks makes the startup figure real.
+        self._pool = DaemonPool(self.workers)
+        # One round of no-op tasks: every thread has run once, as after a user's first call.
         for f in [self._pool.submit(_noop) for _ in range(self.workers)]:
             f.result()
         return Startup({"pool_start": self.clock() - t0}, {"threads": self.workers})
@@ -67,3 +111,10 @@ class ThreadsBackend(Backend):
         if pool is not None:
             pool.shutdown(wait=True)
             self._pool = None
+
+    def abort(self):
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            self._pool = None
+            pool.shutdown(wait=False)  # the idle threads end; a hung one runs on, a daemon
+        return None

@@ -10,10 +10,70 @@ import itertools
 import math
 import os
 import re
+import signal
+import stat
 
-from gpukit.errors import UsageError
+from gpukit.errors import Interrupted, UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_GPU, EXIT_NOT_WRITTEN = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+# For --help; the exit statuses are told in full in docs/faults.md.
+EXIT_STATUSES = ("exit status: 0 every case ran and agreed with the reference; 1 a case failed "
+                 "(error, wrong result, hung), the rest ran and are saved; 2 bad input, found "
+                 "before anything ran; 3 --require-gpu and no GPU backend can run; 4 a file "
+                 "could not be written after measuring (the line says where the results are, or "
+                 "where gpukit tried); 130, 143, 129 stopped by Ctrl-C, SIGTERM, SIGHUP (what "
+                 "was measured is saved, every process gpukit started is ended).")
+# What a shell reports for a program a signal ended (128 + the signal's number), kept for the
+# signals gpukit catches so that `timeout`, a CI job or a scheduler sees the usual status.
+STOPPING_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+if hasattr(signal, "SIGHUP"):
+    STOPPING_SIGNALS[signal.SIGHUP] = "hung up"
+
+
+def signal_status(signum: int) -> int:
+    return EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + int(signum)
+
+
+class Stopping:
+    """SIGINT, SIGTERM and SIGHUP all stop a command as Ctrl-C does: the first raises
+    `Interrupted` in the main thread, where the command saves what it measured and ends every
+    process it started. Later ones are noted and not raised, so that a second Ctrl-C cannot cut
+    that saving short; `disarm()` makes the first one wait too, once there is nothing left to stop.
+    """
+
+    def __init__(self):
+        self.received: int | None = None
+        self.armed = True
+        self._before = {}
+
+    def install(self) -> None:
+        """Armed, nothing received yet, and the handlers in place (in the main thread only: no
+        other may set them, as when gpukit runs inside another program's thread)."""
+        import threading
+        self.received, self.armed = None, True
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in STOPPING_SIGNALS:
+            self._before[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        for signum, handler in self._before.items():
+            signal.signal(signum, handler)
+        self._before.clear()
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def _handle(self, signum, frame) -> None:
+        first = self.received is None
+        if first:
+            self.received = signum
+        if first and self.armed:
+            raise Interrupted(signum)
+
+
+STOPPING = Stopping()
 
 
 # Past any memory or worker count, and still a C long long (the CUDA kernels' n).
@@ -133,13 +193,45 @@ def console(stderr: bool = False):
     return console
 
 
-def check_writable(path: str, what: str) -> None:
-    """Refuse, before anything is measured, an output path that could not be written."""
+def check_writable(path: str, what: str):
+    """Refuse, before anything is measured, an output path that could not be written, or that
+    holds anything but a regular file (a FIFO, a device: writing a file there would replace it).
+    A symlink is written through, to its target, which must then be a regular file or new.
+    Returns the path that will be written and, for a symlink, a line that says so."""
     from pathlib import Path
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"the {what} path {path} is a folder; give a file name")
+    target, note = Path(path), None
+    if target.is_symlink():
+        try:
+            resolved = target.resolve(strict=False)
+        except (OSError, RuntimeError):
+            raise UsageError(f"the {what} path {path} is a symlink that loops") from None
+        kind = _kind_of(resolved)
+        if kind is not None:
+            raise UsageError(f"the {what} path {path} is a symlink to {resolved}, a {kind}, "
+                             f"not a regular file: refused (give a file name)")
+        target, note = resolved, f"{path} is a symlink: the {what} go to its target {resolved}"
+    else:
+        kind = _kind_of(target)
+        if kind is not None:
+            raise UsageError(f"the {what} path {path} is a {kind}, not a regular file: refused, "
+                             f"gpukit replaces only regular files (give a file name)")
     _try_write_in(target.parent, f"cannot write the {what} to {path}")
+    return target, note
+
+
+def _kind_of(path) -> str | None:
+    """What stands at `path` when it is neither a regular file nor nothing (symlinks followed)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"path that cannot be looked at ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def check_writable_folder(path: str, what: str) -> None:

@@ -41,6 +41,8 @@ def run(args) -> int:
         except ceilings.NotSaved as exc:
             json_path = None
             not_saved.append(str(exc))
+    if data.get("damaged_cache"):
+        err.print(f"warning: {data['damaged_cache']}", markup=False)
     for table in _tables(data):
         out.print(table)
     for line in limits.missing_lines(data):

@@ -56,23 +56,37 @@ def check_outputs(args) -> None:
         check_writable_folder(args.plots, "plots")
 
 
-def stored_ceilings(data: dict, path: str | None) -> dict | None:
+def stored_ceilings(data: dict, path: str | None, warn=None) -> dict | None:
+    """--ceilings FILE (damaged: UsageError), else those saved with the results, else this
+    machine's cache (damaged: `warn` is told, and the report goes on without them)."""
     from gpukit import ceilings
     if path:
+        if Path(path).is_dir():
+            raise UsageError(f"--ceilings {path} is a folder; give a ceilings file")
         found = ceilings.load(path=Path(path))
         if found is None:
-            raise UsageError(f"{path} is not a gpukit ceilings file")
+            raise UsageError(f"--ceilings {path}: no such file, or written by a newer gpukit")
         return found
-    return data.get("ceilings") or ceilings.load(data["machine"])
+    if data.get("ceilings"):
+        return data["ceilings"]
+    found, damaged = ceilings.cached(data["machine"])
+    if damaged and warn:
+        warn(damaged.replace("measured again", "`gpukit limits` measures them again"))
+    return found
 
 
 def write_text(path: str, text: str, what: str) -> Path:
+    """Write an output file; OutputError (its own exit status: not bad input) if the disk
+    fills or the folder went, leaving no partial file."""
+    from gpukit.errors import OutputError
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
     except OSError as exc:
-        raise UsageError(f"cannot write the {what} to {path}: {exc.strerror or exc}") from None
+        if target.is_file():
+            target.unlink(missing_ok=True)
+        raise OutputError(f"cannot write the {what} to {path}: {exc.strerror or exc}") from None
     return target
 
 
@@ -102,7 +116,9 @@ def run(args) -> int:
     from gpukit.reporting import page, plots, tables
     data = load_results(args.results)
     check_outputs(args)
-    an = analysis.analyze(data, stored_ceilings(data, args.ceilings))
+    err = console(stderr=True)
+    an = analysis.analyze(data, stored_ceilings(
+        data, args.ceilings, lambda line: err.print(f"warning: {line}", markup=False)))
     out = console()
     print_report(out, data, an, table=None if args.quiet else args.table)
     if not args.quiet:
@@ -124,7 +140,9 @@ def run(args) -> int:
         try:
             written.extend(plots.write_all(data, args.plots, an, figs=figs))
         except OSError as exc:
-            raise UsageError(f"cannot write plots to {args.plots}: {exc.strerror or exc}") from None
+            from gpukit.errors import OutputError
+            raise OutputError(f"cannot write plots to {args.plots}: {exc.strerror or exc}") \
+                from None
     if args.html:
         written.append(write_text(args.html, page.html_page(data, an, figures=figs), "HTML page"))
     if args.markdown:

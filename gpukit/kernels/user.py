@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpukit.errors import UsageError
+from gpukit.errors import Interrupted, UsageError
 from gpukit.kernels.base import HOST_IMPLS, Check, CudaLaunch, Inputs, Kernel, Work
 from gpukit.kernels.checks import failed_check, nonfinite_problem, output_problem
 
@@ -197,6 +197,11 @@ def entry_points() -> dict:
     return found
 
 
+# What a user's code may raise as gpukit loads or tries it: anything, SystemExit and a
+# KeyboardInterrupt of its own included. The user's Ctrl-C (Interrupted) still stops gpukit.
+USER_FAULTS = (Exception, SystemExit, KeyboardInterrupt)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
@@ -211,7 +216,8 @@ def _import_file(target: str):
     import importlib.util
     path = Path(target).expanduser().resolve()
     if not path.is_file():
-        raise UsageError(f"kernel file {target} does not exist")
+        raise UsageError(f"kernel file {target} " + ("is not a regular file" if path.exists()
+                                                     else "does not exist"))
     # A name per path, so two files called kernel.py don't collide; registered in sys.modules so
     # that dataclasses, pickling and relative lookups inside the file work as in any module.
     name = f"gpukit_user_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
@@ -224,7 +230,9 @@ def _import_file(target: str):
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except Interrupted:
+        raise
+    except USER_FAULTS as exc:
         del sys.modules[name]
         raise UsageError(f"importing kernel file {path} failed: {_one_line(exc)}") from None
     return module, path
@@ -239,7 +247,9 @@ def _import_module(target: str):
             raise UsageError(f"no module named {target!r} (is it installed, or on PYTHONPATH?)") \
                 from None
         raise UsageError(f"importing module {target} failed: {_one_line(exc)}") from None
-    except Exception as exc:
+    except Interrupted:
+        raise
+    except USER_FAULTS as exc:
         raise UsageError(f"importing module {target} failed: {_one_line(exc)}") from None
 
 
@@ -254,7 +264,9 @@ def _as_kernel(obj, where: str) -> Kernel:
     if isinstance(obj, type) and issubclass(obj, Kernel):
         try:
             return obj()
-        except Exception as exc:
+        except Interrupted:
+            raise
+        except USER_FAULTS as exc:
             raise UsageError(f"{where}: {obj.__name__}() failed: {_one_line(exc)}") from None
     if isinstance(obj, Kernel):
         return obj
@@ -285,7 +297,9 @@ def load_user(spec: str, builtin: tuple[str, ...]) -> Kernel:
         where = f"entry point {text!r} ({ep.value})"
         try:
             obj = ep.load()
-        except Exception as exc:
+        except Interrupted:
+            raise
+        except USER_FAULTS as exc:
             raise UsageError(f"loading {where} failed: {_one_line(exc)}") from None
         attr, canonical = text, text
     else:
@@ -343,7 +357,9 @@ def validate(kernel: Kernel, where: str) -> None:
             kernel.validate()
     except UsageError as exc:
         raise UsageError(f"{label}: {exc}") from None
-    except Exception as exc:
+    except Interrupted:
+        raise
+    except USER_FAULTS as exc:
         raise UsageError(f"{label}: {_one_line(exc)}") from None
     unknown = sorted(set(impls) - set(HOST_IMPLS))
     if unknown:
@@ -367,13 +383,17 @@ def _try_small_problem(kernel: Kernel, label: str, params: Mapping[str, int]) ->
     from gpukit.kernels.base import check_cuda_args
     try:
         inputs = kernel.make_inputs(4, params)
-    except Exception as exc:
+    except Interrupted:
+        raise
+    except USER_FAULTS as exc:
         raise UsageError(f"{label}: making a 4-row problem failed: {_one_line(exc)}") from None
     for step, call in (("reference", lambda: kernel.reference(inputs, params)),
                        ("work", lambda: kernel.work(4, params))):
         try:
             result = call()
-        except Exception as exc:
+        except Interrupted:
+            raise
+        except USER_FAULTS as exc:
             raise UsageError(f"{label}: {step}() of a 4-row problem raised "
                              f"{_one_line(exc)}") from None
         if step == "reference":

@@ -117,7 +117,8 @@ def measure_all(machine: dict | None = None, refresh: bool = False,
     """This machine's ceilings: from its cache file, or measured now and stored there.
 
     Returns the stored dict (format, version, machine, figures, curves, missing, settings) plus
-    `path` (the cache file) and `cached` (whether it was reused rather than measured).
+    `path` (the cache file), `cached` (whether it was reused rather than measured) and, where
+    a damaged cache file was set aside, `damaged_cache`: why.
     """
     from gpukit import machine as machine_facts
     from gpukit.errors import BackendUnavailable
@@ -131,8 +132,12 @@ def measure_all(machine: dict | None = None, refresh: bool = False,
         facts.pop("gpu", None)
         missing["gpu"] = str(exc)
     path = ceilings.cache_path(facts)
+    damaged = None
     if not refresh:
-        cached = ceilings.load(path=path)
+        try:
+            cached = ceilings.load(path=path)
+        except ceilings.Damaged as exc:
+            cached, damaged = None, f"{exc}; ignored, measured again"
         if reusable(cached, quick):
             return {**cached, "path": str(path), "cached": True}
 
@@ -160,7 +165,7 @@ def measure_all(machine: dict | None = None, refresh: bool = False,
                 "wall_s": round(time.perf_counter() - t0, 3)}
     ceilings.save(facts, figures, curves, missing, path=path, settings=settings)
     data = ceilings.load(path=path) or {}
-    return {**data, "path": str(path), "cached": False}
+    return {**data, "path": str(path), "cached": False, "damaged_cache": damaged}
 
 
 # -- text ----------------------------------------------------------------------------------------

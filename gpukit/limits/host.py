@@ -32,7 +32,7 @@ START_METHODS = ("fork", "forkserver", "spawn")
 @dataclass(frozen=True)
 class HostPlan:
     """How much to measure; the default keeps the host part near 10 s on 2 cores."""
-    copy_bytes: int = 512 * 1024 ** 2   # large enough to leave every cache (as CEILINGS.md's)
+    copy_bytes: int = 512 * 1024 ** 2   # large enough to leave every cache
     copy_reps: int = 5
     pool_reps: int = 3                  # spawn on 2 cores: about 1 s each
     dispatch_count: int = 300
