@@ -1,4 +1,5 @@
-"""The GPU targets of BENCHMARKS.md, measured through gpukit's own CuPy and PyCUDA backends on this card.
+"""The GPU targets of BENCHMARKS.md, measured through gpukit's own CuPy and PyCUDA backends on
+this card.
 
     python bench/gpu_bench.py                  # the targets
     python bench/gpu_bench.py --quick          # a smoke test at small sizes (no verdicts)
@@ -19,9 +20,10 @@ bench/gpu_checks.sh spells it) and prints a table, each target PASS or FAIL with
 Ceilings come from `gpukit limits` when it has stored them for this machine (not --quick ones),
 else they are measured here through gpukit.limits.gpu, as limits measures them: a 512 MiB
 device-to-device copy (bytes read + written), an 8-chain FMA kernel (kernels/limits.cu), copies
-between pinned host memory and the device at the same size as the gpukit figure. Every figure is the median of its repetitions (CUDA events, after a
-warm-up run); every configuration's output is checked against the float64 reference first
-(k=4096 at a small n, where the reference is quick). Nothing here needs pytest. A step that fails
+between pinned host memory and the device at the same size as the gpukit figure. Every figure
+is the median of its repetitions (CUDA events, after a warm-up run); every configuration's
+output is checked against the float64 reference first (k=4096 at a small n, where the reference
+is quick). Nothing here needs pytest. A step that fails
 is recorded with its error and the others go on; a step that would start after --budget-s is
 recorded as not run; the JSON is written however the run ends (Ctrl-C included).
 """
@@ -404,7 +406,7 @@ def main(argv=None) -> int:
     report = Report(args.quick, args.budget_s)
     data = Inputs(kernels.load("polyval"))
     ceil = Ceilings(name, plan)
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     t0 = time.perf_counter()
     path = args.out / f"gpu-bench-{card_slug(name)}{'-quick' if args.quick else ''}.json"
     machine_facts = machine.facts()

@@ -33,7 +33,8 @@ FIGURES = {
     "thread_dispatch_s": "round trip of one empty task through a thread pool",
     "process_dispatch_s": "round trip of one empty task through a process pool",
     "thread_dispatch_extra_s": "each further task when one per core goes to a thread pool at once",
-    "process_dispatch_extra_s": "each further task when one per core goes to a process pool at once",
+    "process_dispatch_extra_s":
+        "each further task when one per core goes to a process pool at once",
     "pool_start_fork_s": "start a process pool of all cores (fork)",
     "pool_start_forkserver_s": "start a process pool of all cores (forkserver, server running)",
     "pool_start_forkserver_first_s": "a program's first forkserver pool: the server's start too",

@@ -39,7 +39,7 @@ class Results:
         self.data = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "command": command or [],
             "machine": machine,
             "sweep": sweep,

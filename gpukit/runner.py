@@ -36,7 +36,7 @@ from gpukit import backends, machine
 from gpukit.backends.base import Backend, Variant
 from gpukit.errors import BackendUnavailable, GpukitError, KernelError, UsageError
 from gpukit.kernels.base import Kernel
-from gpukit.kernels.user import output_problem
+from gpukit.kernels.checks import output_problem
 from gpukit.records import CaseRecord
 from gpukit.results import SKIPPED_AFTER_FAILURE, Results
 from gpukit.timing import Budget, repeat, summarize

@@ -57,7 +57,8 @@ def make_case(label: str, n: int, phases_s: dict[str, float], params: dict | Non
             run["device_s"] = dict(ph)
         runs.append(run)
     summary = {"wall_s": describe([r["wall_s"] for r in runs]),
-               "phases_s": {p: describe([r["phases_s"][p] for r in runs]) for p in phases.RUN_PHASES}}
+               "phases_s": {p: describe([r["phases_s"][p] for r in runs])
+                            for p in phases.RUN_PHASES}}
     if device:
         summary["device_s"] = {p: describe([r["device_s"][p] for r in runs])
                                for p in phases.RUN_PHASES}

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 import synthetic
-from gpukit import analysis, format, model, phases, records
+from gpukit import analysis, phases, records, units
+from gpukit.analysis import model
+from gpukit.reporting import tables
 from gpukit.analysis import Crossover, crossover
 
 IN, COMPUTE, OUT = phases.TRANSFER_IN, phases.COMPUTE, phases.TRANSFER_OUT
@@ -81,8 +83,8 @@ def test_crossover_takes_the_last_change_and_the_edge_cases():
 
 
 def test_fmt_n_est_says_an_interpolated_size_plainly():
-    assert analysis.fmt_n_est(2**17) == "2^17"
-    assert analysis.fmt_n_est(2**17.3).startswith("2^17.3 (about 161k")
+    assert units.fmt_n_est(2**17) == "2^17"
+    assert units.fmt_n_est(2**17.3).startswith("2^17.3 (about 161k")
 
 
 # -- dominant phase and limit --------------------------------------------------------------------
@@ -110,8 +112,8 @@ def test_a_small_numpy_case_is_overhead_bound_not_memory_bound():
 
 
 def test_pickle_transfer_bound_with_percent_of_ceiling():
-    case = synthetic.make_case("processes/numpy/pickle", 2**20, {IN: 6e-3, COMPUTE: 1e-3, OUT: 3e-3},
-                               workers=2)
+    case = synthetic.make_case("processes/numpy/pickle", 2**20,
+                               {IN: 6e-3, COMPUTE: 1e-3, OUT: 3e-3}, workers=2)
     lim = classify(case, ceilings={"pickle_gbps": 1.0, "process_dispatch_s": 1e-4})
     assert (lim.kind, lim.dominant) == ("transfer", IN)
     gbps = (4 * 2**20 + 12 + 4 * 2**20) / 9e-3 / 1e9
@@ -644,7 +646,7 @@ def test_findings_on_a_real_cpu_run_have_numbers():
     topics = [f.topic for f in an.findings]
     assert topics.count("fastest") == 2 and topics[-1] == "model"
     assert {"threads", "processes", "scaling"} <= set(topics)
-    lines = format.finding_lines(data, an)
+    lines = tables.finding_lines(data, an)
     assert lines[0].startswith("1. [k=2] fastest:")
     model_numbers = an.findings[-1].numbers
     assert model_numbers["scored"] + model_numbers["anchors"] == model_numbers["predicted"]
@@ -682,7 +684,7 @@ def test_gpu_findings_on_synthetic_h100_cases():
 def test_roofline_and_case_rows_take_gpu_cases():
     data = synthetic.with_gpu()
     an = analysis.analyze(data, synthetic.h100_ceilings())
-    rows = [r for r in format.case_rows(data, an) if r["backend"] == "cupy"]
+    rows = [r for r in tables.case_rows(data, an) if r["backend"] == "cupy"]
     assert rows and all(r["limit"] for r in rows)
     assert all(r["measured_over_predicted"] != "" for r in rows)
 
@@ -787,7 +789,8 @@ def two_variants(gaps: list[float], jitter: float) -> dict:
 
 
 def fastest(data: dict) -> analysis.Finding:
-    [f] = [f for f in analysis.findings(data, {"figures": {}, "missing": {}}) if f.topic == "fastest"]
+    [f] = [f for f in analysis.all_findings(data, {"figures": {}, "missing": {}})
+           if f.topic == "fastest"]
     return f
 
 
@@ -818,11 +821,12 @@ def test_fastest_leaves_out_the_size_an_interrupted_run_stopped_inside():
     # serial wins at every size; at the last, only threads ran before the interrupt
     data = two_variants([1.5, 1.5, 1.5], jitter=0.01)
     last = max(c["n"] for c in data["cases"])
-    data["cases"] = [c for c in data["cases"] if not (c["n"] == last and c["label"] == "serial/numpy")]
+    data["cases"] = [c for c in data["cases"]
+                     if not (c["n"] == last and c["label"] == "serial/numpy")]
     data.update(complete=False, note="interrupted")
     f = fastest(data)
     assert [w["label"] for w in f.numbers["winners"]] == ["serial/numpy"]
-    assert f"left out, where the interrupted run stopped: n={analysis.fmt_n(last)}" in f.text
+    assert f"left out, where the interrupted run stopped: n={units.fmt_n(last)}" in f.text
     # The same data from a complete run: serial ended there, threads is fastest at that size.
     data["complete"] = True
     assert [w["label"] for w in fastest(data).numbers["winners"]] == ["serial/numpy",
@@ -834,7 +838,8 @@ def test_quick_ceilings_are_called_rough():
     stored = {"figures": {"host_numpy_1t_gflops": 12.0}, "missing": {}, "settings": {"quick": True}}
     an = analysis.analyze(data, stored)
     assert an.ceilings.rough and "--quick (rough" in an.findings[-1].text
-    assert "host_numpy_1t_gflops = 12 GFLOP/s (limits --quick: rough)" in format.ceiling_lines(data, an)
+    assert "host_numpy_1t_gflops = 12 GFLOP/s (limits --quick: rough)" \
+        in tables.ceiling_lines(data, an)
 
 
 def _mpi_then_serial(failed_reason="mpi/numpy x2: ranks hung past 1 s"):
@@ -893,6 +898,6 @@ def test_fastest_takes_a_case_skipped_by_the_run_limit_as_slower_and_one_never_r
     data = _mpi_then_serial()
     data["cases"][0].update(status="failed", reason="boom")
     data["cases"][-1].update(status="ok")
-    found = {f.topic: f for f in analysis.findings(data, {"figures": {}, "missing": {}})}
+    found = {f.topic: f for f in analysis.all_findings(data, {"figures": {}, "missing": {}})}
     assert "left out, where a case failed: n=2^20 (serial/numpy)" in found["fastest"].text
     assert "mpi/numpy x2 at every size compared (n=2^22)" in found["fastest"].text

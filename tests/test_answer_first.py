@@ -9,8 +9,9 @@ import re
 import pytest
 import synthetic
 
-from gpukit import analysis, format
-from gpukit.analysis import summary
+from gpukit import analysis, units
+from gpukit.reporting import tables
+from gpukit.analysis import answer
 
 WIDTHS = (80, 120)
 
@@ -66,19 +67,20 @@ def check_best_rows(text: str, data: dict) -> None:
         best: dict[tuple, dict] = {}
         for (p, label, _w, n), c in idx.items():
             old = best.get((n, label))
-            if p == analysis.params_key(pset) and (old is None or analysis.wall(c) < analysis.wall(old)):
+            if p == analysis.params_key(pset) and (old is None
+                                                   or analysis.wall(c) < analysis.wall(old)):
                 best[(n, label)] = c
         assert len(rows) == len(best)
         for (n, label), c in best.items():
             name = analysis.variant_name(label, c["workers"], data)
-            (row,) = [r for r in rows if re.match(rf"\s*{re.escape(analysis.fmt_n(n))}\s+"
+            (row,) = [r for r in rows if re.match(rf"\s*{re.escape(units.fmt_n(n))}\s+"
                                                   rf"{re.escape(name)}\s", r)]
             cells = re.split(r"\s{2,}", row.strip())
             # The times are whole, unit included, and each stands in a cell of its own.
-            assert format.fmt_s(analysis.wall(c)) in cells, (row, analysis.wall(c))
+            assert tables.fmt_s(analysis.wall(c)) in cells, (row, analysis.wall(c))
             if re.search(r" compute ", header(text, pset)):
                 compute = analysis.run_phases(c, data)["compute"]
-                assert format.fmt_s(compute) in cells, row
+                assert tables.fmt_s(compute) in cells, row
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -128,34 +130,34 @@ def test_report_fits_the_width_with_either_table(gpukit_cli, gpu_results, width)
 def test_the_best_table_names_the_columns_it_leaves_out():
     data = synthetic.load_cpu()
     an = analysis.analyze(data)
-    narrow = format.case_tables(data, an, width=80)
-    wide = format.case_tables(data, an, width=400)
+    narrow = tables.case_tables(data, an, width=80)
+    wide = tables.case_tables(data, an, width=400)
     assert "left out at this width: " in narrow[0].caption
     assert "left out" not in wide[0].caption
     assert len(wide[0].columns) > len(narrow[0].columns)
-    full = format.case_tables(data, an, width=80, table=format.TABLE_FULL)
+    full = tables.case_tables(data, an, width=80, table=tables.TABLE_FULL)
     assert len(full) > len(data["sweep"]["param_sets"])
 
 
 def test_the_answer_comes_from_the_findings_figures(gpu_results):
     data = json.loads(gpu_results.read_text())
     an = analysis.analyze(data)
-    items = summary.answer(an)
+    items = answer.answer(an)
     for pset in data["sweep"]["param_sets"]:
         assert [a.topic for a in items if a.params == pset] == [
-            summary.FASTEST, summary.THREADS, summary.PROCESSES, summary.GPU]
-    blocks = dict(format.answer_blocks(data, an))
+            answer.FASTEST, answer.THREADS, answer.PROCESSES, answer.GPU]
+    blocks = dict(tables.answer_blocks(data, an))
     k2 = dict(blocks["polyval, k=2"])
     gpu = next(f for f in an.findings if f.topic == "gpu" and f.params == {"k": 2})
     x = gpu.numbers["end_to_end"]
     assert x["status"] == "interpolated"
-    assert k2["GPU"].startswith(f"wins end to end from n≈{analysis.fmt_n_est(x['n'])}")
+    assert k2["GPU"].startswith(f"wins end to end from n≈{units.fmt_n_est(x['n'])}")
     procs = next(f for f in an.findings if f.topic == "processes" and f.params == {"k": 2})
     share = procs.numbers["pickle"]["transfer_share"]
     assert f"pickle x2 spends {share:.0%} of its time" in k2["processes"]
     fastest = next(f for f in an.findings if f.topic == "fastest" and f.params == {"k": 2})
     first = fastest.numbers["winners"][0]
-    assert k2["fastest"].startswith(f"{first['label']} up to n={analysis.fmt_n(first['to_n'])}")
+    assert k2["fastest"].startswith(f"{first['label']} up to n={units.fmt_n(first['to_n'])}")
 
 
 def test_the_answer_says_why_no_gpu_ran():
@@ -166,20 +168,20 @@ def test_the_answer_says_why_no_gpu_ran():
     data["backends"]["pycuda"] = {"available": False, "gpu": True,
                                   "reason": "pycuda is not installed (the cuda extra: pip "
                                             "install '.[cuda]')"}
-    blocks = format.answer_blocks(data)
+    blocks = tables.answer_blocks(data)
     for _head, lines in blocks:
         assert dict(lines)["GPU"] == ("not run: cupy is not installed; pycuda is not installed "
                                       "(the cuda extra: pip install '.[cuda]')")
     for name in ("cupy", "pycuda"):
         del data["backends"][name]
-    (_head, lines), *_ = format.answer_blocks(data)
+    (_head, lines), *_ = tables.answer_blocks(data)
     assert dict(lines)["GPU"] == "not run: no GPU backend was selected (--backends)"
 
 
 def test_a_partial_run_says_so_in_its_answer():
     data = synthetic.load_cpu()
     data.update(complete=False, note="interrupted")
-    (_head, lines), *_ = format.answer_blocks(data)
+    (_head, lines), *_ = tables.answer_blocks(data)
     said = "the run stopped early (interrupted): this is what it measured before"
     assert lines[0] == ("partial", said)
 
@@ -204,10 +206,10 @@ def test_failed_cases_open_the_answer_they_are_left_out_of():
     case = max((c for c in data["cases"] if c["label"] == "threads/numpy" and c["workers"] == 2
                 and c["params"] == {"k": 2} and c["status"] == "ok"), key=lambda c: c["n"])
     case.update(status="failed", reason="check: output disagrees with the reference")
-    blocks = dict(format.answer_blocks(data))
+    blocks = dict(tables.answer_blocks(data))
     first = blocks["polyval, k=2"][0]
     said = (f"1 case, left out of what follows: threads/numpy x2 from "
-            f"n={analysis.fmt_n(case['n'])} (the findings say why)")
+            f"n={units.fmt_n(case['n'])} (the findings say why)")
     assert first == ("failed", said)
     assert blocks["polyval, k=64"][0][0] == "fastest"
 

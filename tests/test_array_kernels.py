@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpukit import backends, kernels, model, runner
-from gpukit.analysis import findings
+from gpukit import backends, kernels, runner
+from gpukit.analysis import model
+from gpukit.analysis import all_findings
 from gpukit.errors import KernelError, UsageError
 from gpukit.kernels.arrays import TOLERANCE_EPS, ArrayKernel, array_kernel
 from gpukit.results import Results
@@ -122,8 +123,9 @@ def test_the_model_rates_a_function_without_flops_per_row_by_its_own_runs(
     assert rate > 0
     verdicts = model.predict_all(data, ceil)
     threads = next(c for c in data["cases"] if c["label"] == "threads/numpy" and c["n"] == 65536)
-    assert verdicts[model.case_key(threads)].prediction.phases_s["compute"] > 65536 / (rate * 1e9) / 2
-    text = " ".join(f.text for f in findings(data))
+    predicted = verdicts[model.case_key(threads)].prediction.phases_s["compute"]
+    assert predicted > 65536 / (rate * 1e9) / 2
+    text = " ".join(f.text for f in all_findings(data))
     assert "the kernel, which declares no FLOPs, rated per row by its own runs (numpy " in text
     assert "G rows/s)" in text
 
@@ -239,7 +241,7 @@ def test_a_module_function_loads_by_module_name(gpukit_cli, tmp_path):
     assert {c["status"] for c in json.loads(output.read_text())["cases"]} == {"ok"}
 
 
-# -- the docs ----------------------------------------------------------------------------------------
+# -- the docs --------------------------------------------------------------------------------------
 
 
 def python_blocks(text: str) -> list[str]:

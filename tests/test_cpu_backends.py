@@ -97,7 +97,8 @@ def test_process_phase_split_with_several_chunks_a_worker_counts_their_compute_a
 def test_threads_phases_use_the_backend_clock():
     ticks = itertools.count()
     kernel = kernels.load("polyval")
-    session = backends.get("threads")(Variant("threads", "numpy"), 2, clock=lambda: next(ticks) * 0.25)
+    session = backends.get("threads")(Variant("threads", "numpy"), 2,
+                                      clock=lambda: next(ticks) * 0.25)
     with session:
         session.open()  # two ticks
         session.prepare(kernel, {"k": 2}, kernel.make_inputs(100, {"k": 2}))

@@ -378,7 +378,7 @@ def test_bad_values_are_caught_before_anything_runs(tmp_path, option, value, wor
     assert not out.exists() and not run.ready.exists()
 
 
-# -- damaged files of every kind gpukit reads -------------------------------------------------------
+# -- damaged files of every kind gpukit reads ------------------------------------------------------
 
 GARBAGE = bytes(range(256)) * 4
 

@@ -33,7 +33,7 @@ SIZES = {"blackscholes": 1001, "mandelbrot": 999, "nbody": 301}
 SEED = 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def problem(name: str, params_items: tuple, n: int):
     kernel = kernels.load(name)
     params = dict(params_items)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gpukit import ceilings, limits
+from gpukit import ceilings, limits, units
 from gpukit.errors import BackendUnavailable, UsageError
 from gpukit.limits import gpu, host
 
@@ -113,12 +113,12 @@ def test_a_failing_step_leaves_its_reason_and_the_others_run():
 
 
 def test_bandwidth_and_per_item_math():
-    assert host.gbps(3e9, 1.5) == pytest.approx(2.0)
+    assert units.gbps(3e9, 1.5) == pytest.approx(2.0)
     assert host.copy_gbps(10 ** 9, 1.0) == pytest.approx(2.0)  # read + write
     assert host.per_item_s([0.2, 0.1, 0.3], 100) == pytest.approx(0.002)
-    assert gpu.gbps(4096, 4e-6) == pytest.approx(1.024)
+    assert units.gbps(4096, 4e-6) == pytest.approx(1.024)
     with pytest.raises(ValueError):
-        gpu.gbps(1, 0.0)
+        units.gbps(1, 0.0)
 
 
 def test_numpy_rate_is_measured_on_polyvals_own_block():
@@ -149,7 +149,7 @@ def test_figures_and_curves_as_text():
     assert limits.value_text("host_python_1t_gflops", 0.05) == "0.05 GFLOP/s"
     assert limits.value_text("launch_cupy_s", 4.2e-6) == "4.2 us"
     assert limits.value_text("bidir_speedup", 1.654) == "1.65x"
-    assert [limits.fmt_bytes(n) for n in (4096, 1 << 20, 1 << 30, 1000)] == \
+    assert [units.fmt_bytes(n) for n in (4096, 1 << 20, 1 << 30, 1000)] == \
         ["4 KiB", "1 MiB", "1 GiB", "1000 B"]
     rows = limits.figure_rows({"figures": {"fma_gflops": 1.0, "thread_start_s": 1e-4,
                                            "extra_s": 1.0}})

@@ -12,9 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_wheel_ships_every_cuda_source(tmp_path):
     pytest.importorskip("hatchling", reason="hatchling builds the wheel (pip install '.[test]')")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                           "-q", "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                           "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("gpukit-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

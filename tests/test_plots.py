@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import synthetic
-from gpukit import analysis, plots
+from gpukit import analysis
+from gpukit.reporting import plots
 from gpukit.phases import COMPUTE
 
 
 def test_timing_draws_each_variant_at_its_most_workers_and_any_fastest_worker_count():
     n1, n2 = 2**20, 2**22
-    cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: t}) for n, t in ((n1, 1.0), (n2, 4.0))]
+    cases = [synthetic.make_case("serial/numpy", n, {COMPUTE: t})
+             for n, t in ((n1, 1.0), (n2, 4.0))]
     # One process beats two at the larger size (and everything else there): a finding will
     # name "processes/numpy/shm x1", so the plot must have its line.
     cases += [synthetic.make_case("processes/numpy/shm", n1, {COMPUTE: 2.0}, workers=w)

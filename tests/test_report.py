@@ -8,7 +8,8 @@ import json
 import pytest
 
 import synthetic
-from gpukit import analysis, format, phases
+from gpukit import analysis, phases
+from gpukit.reporting import tables
 from gpukit.commands import diff
 
 
@@ -49,7 +50,7 @@ def test_report_prints_table_findings_and_writes_csv_html_plots(cli, tmp_path):
     assert "<h2>Findings</h2>" in page and "AMD" in page or "cpu" in page
 
     rows = list(csv.DictReader(out_csv.open()))
-    assert tuple(rows[0]) == format.CSV_COLUMNS
+    assert tuple(rows[0]) == tables.CSV_COLUMNS
     data = json.loads(synthetic.CPU_RESULTS.read_text())
     assert len(rows) == len(data["cases"])
     ok = [row for row in rows if row["status"] == "ok"]
@@ -67,7 +68,7 @@ def test_report_writes_markdown_that_links_the_plots_it_wrote(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     text = md.read_text()
     data = json.loads(synthetic.CPU_RESULTS.read_text())
-    for line in format.finding_lines(data):
+    for line in tables.finding_lines(data):
         assert line in text
     links = [line[line.index("](") + 2:-1] for line in text.splitlines() if line.startswith("![")]
     assert len(links) == 4 and all((md.parent / link).is_file() for link in links)
@@ -100,7 +101,8 @@ def test_report_of_synthetic_gpu_results_with_given_ceilings(cli, tmp_path, gpu_
 def test_compare_writes_csv_too(cli, tmp_path):
     out = tmp_path / "c.csv"
     r = cli("compare", "--backends", "serial", "--impls", "numpy", "--sizes", "1024,4096",
-            "--budget-s", "0.01", "--no-progress", "-o", str(tmp_path / "r.json"), "--csv", str(out))
+            "--budget-s", "0.01", "--no-progress", "-o", str(tmp_path / "r.json"),
+            "--csv", str(out))
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 4 and {row["variant"] for row in rows} == {"serial/numpy"}
@@ -155,7 +157,8 @@ def test_diff_finds_a_2x_slowdown_beyond_run_to_run_noise(cli, tmp_path):
         data, lambda c: noise(c) * (2.0 if c["label"] == "serial/numpy" else 1.0))))
     r = cli("diff", str(synthetic.CPU_RESULTS), str(slow), "--fail-slower", "10%")
     assert r.returncode == 1
-    assert "6 case(s) slower by more than 10% beyond the noise; worst [k=64] serial/numpy" in r.stderr
+    assert ("6 case(s) slower by more than 10% beyond the noise; worst [k=64] serial/numpy"
+            in r.stderr)
     assert "0 faster, 6 slower beyond the noise" in r.stdout
     # a minimum change above the slowdown makes it noise
     assert cli("diff", str(synthetic.CPU_RESULTS), str(slow), "--fail-slower", "10%",

@@ -85,7 +85,8 @@ def cases(results, label, workers=1):
 def test_larger_sizes_skipped_once_predicted_over_the_limit(fake_registry):
     res = run(sweep())
     plain = cases(res, "fake/numpy")
-    assert [plain[n]["status"] for n in (1000, 4000, 16000, 64000)] == ["ok", "ok", "skipped", "skipped"]
+    assert [plain[n]["status"] for n in (1000, 4000, 16000, 64000)] == \
+        ["ok", "ok", "skipped", "skipped"]
     assert "predicted 0.016 s" in plain[16000]["reason"]
     assert plain[4000]["summary"]["wall_s"]["median"] == pytest.approx(0.004)
     assert len(plain[4000]["runs"]) == 3

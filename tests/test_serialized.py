@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gpukit import analysis, model, serialized
+from gpukit import analysis
+from gpukit.analysis import model, serialized
 from tests.synthetic import make_case
 
 KERNELS = Path(__file__).resolve().parent / "data" / "gil_kernels.py"

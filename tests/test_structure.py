@@ -43,10 +43,14 @@ def backend_modules_after(code: str, tmp_path: Path | None = None) -> list[str]:
 
 
 @pytest.mark.parametrize("module", [
-    "gpukit.records", "gpukit.results", "gpukit.timing", "gpukit.model", "gpukit.analysis",
-    "gpukit.format", "gpukit.plots", "gpukit.page", "gpukit.commands.report",
+    "gpukit.records", "gpukit.units", "gpukit.results", "gpukit.timing", "gpukit.analysis.model",
+    "gpukit.analysis", "gpukit.analysis.findings", "gpukit.analysis.answer",
+    "gpukit.analysis.case_limits", "gpukit.analysis.rundiff", "gpukit.reporting",
+    "gpukit.reporting.tables", "gpukit.reporting.plots", "gpukit.reporting.page",
+    "gpukit.commands.report",
     "gpukit.commands.diff", "gpukit.kernels", "gpukit.kernels.polyval", "gpukit.kernels.nbody",
-    "gpukit.kernels.mandelbrot", "gpukit.kernels.blackscholes", "gpukit.kernels.user"])
+    "gpukit.kernels.mandelbrot", "gpukit.kernels.blackscholes", "gpukit.kernels.checks",
+    "gpukit.kernels.user"])
 def test_reading_results_and_the_kernels_load_no_backend(module):
     assert backend_modules_after(f"import {module}") == []
 
@@ -71,6 +75,15 @@ def test_a_whole_report_renders_without_loading_a_backend(tmp_path):
     """)
     assert backend_modules_after(code, tmp_path) == []
     assert (tmp_path / "p.html").stat().st_size > 0 and (tmp_path / "m.md").stat().st_size > 0
+
+
+@pytest.mark.parametrize("leaf", ["records", "units"])
+def test_the_leaf_modules_import_nothing_of_gpukit(leaf):
+    # Everything else may import them, so they must not import it back.
+    tree = ast.parse((GPUKIT / f"{leaf}.py").read_text())
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + \
+        [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert [m for m in imported if m and m.split(".")[0] == "gpukit"] == []
 
 
 # -- no backend names outside gpukit/backends -------------------------------------------------

@@ -48,7 +48,8 @@ def test_describe_median_and_spread():
 
 
 def test_summarize_keeps_device_clock_beside_host():
-    runs = [RunTiming({"compute": c}, c + 1e-3, device_s={"compute": c * 0.9}) for c in (1.0, 2.0, 3.0)]
+    runs = [RunTiming({"compute": c}, c + 1e-3, device_s={"compute": c * 0.9})
+            for c in (1.0, 2.0, 3.0)]
     s = summarize(runs)
     assert s["wall_s"]["median"] == pytest.approx(2.001)
     assert s["phases_s"]["compute"]["median"] == 2.0

@@ -261,8 +261,8 @@ def test_a_backend_with_nothing_to_run_names_the_kernel():
 
 @pytest.mark.parametrize("spec,words", [
     ("{dir}/nope.py:Saxpy", "does not exist"),
-    ("{file}:Nope", "has no attribute 'Nope' (kernels there: Base, NanInReference, PythonOnly, Raises, Rebinds, "
-                    "WritesNothing, WrongAnswer, WrongShape)"),
+    ("{file}:Nope", "has no attribute 'Nope' (kernels there: Base, NanInReference, PythonOnly, "
+                    "Raises, Rebinds, WritesNothing, WrongAnswer, WrongShape)"),
     ("{file}:NOT_A_KERNEL", "is a int, not a function taking `xp` nor a gpukit Kernel subclass"),
     ("{dir}/syntax_error.py:K", "importing kernel file"),
     ("no_such_module_xyz:K", "no module named 'no_such_module_xyz'"),

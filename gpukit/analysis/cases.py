@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 
-from gpukit import model, phases, records
+from gpukit import phases, records
+from gpukit.analysis import model
+from gpukit.units import fmt_n
 
 # Smaller relative differences are noise: `diff --min-change` by default, and the gap under which
 # "fastest" calls two variants tied. As asv's and pyperf's comparisons do, a change must be both
@@ -128,37 +130,6 @@ def transfer_share(case: dict, data: dict | None = None) -> float:
     total = sum(ph.values())
     moved = ph[phases.TRANSFER_IN] + ph[phases.TRANSFER_OUT]
     return moved / total if total > 0 else 0.0
-
-
-def fmt_n(n: int) -> str:
-    if n > 0 and n & (n - 1) == 0 and n >= 1024:
-        return f"2^{n.bit_length() - 1}"
-    return str(n)
-
-
-def fmt_n_est(n: float) -> str:
-    """An interpolated size: 2^17.3 (about 161k)."""
-    e = math.log2(n)
-    if abs(e - round(e)) < 0.05:
-        return f"2^{round(e)}"
-    if n >= 1e6:
-        approx = f"{n / 1e6:.3g}M"
-    elif n >= 1e3:
-        approx = f"{n / 1e3:.3g}k"
-    else:
-        approx = f"{n:.3g}"
-    return f"2^{e:.1f} (about {approx})"
-
-
-def fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds == 0:
-        return "0"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds * 1e9:.3g} ns"
 
 
 def series(idx: dict, pkey: tuple, label: str, workers: int) -> dict[int, dict]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gpukit.analysis.cases import beyond, fmt_n, fmt_n_est, noise_bar, wall
+from gpukit.analysis.cases import beyond, noise_bar, wall
+from gpukit.units import fmt_n, fmt_n_est
 
 # Scaling has saturated when the next worker count gains less than this factor.
 SATURATION_GAIN = 1.10

@@ -288,11 +288,6 @@ def environ(name: str, value: str):
             os.environ[name] = old
 
 
-def version_text(cuda_version: int) -> str:
-    """CUDA's integer versions (13020) as text ("13.2")."""
-    return f"{cuda_version // 1000}.{cuda_version % 1000 // 10}"
-
-
 class CompileCacheProbe:
     """Tell whether a library's on-disk compile cache already held a module, by listing its folder.
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from gpukit.backends.cuda_common import CUPY_TRAITS, environ, no_device_text, version_text
+from gpukit.backends.cuda_common import CUPY_TRAITS, environ, no_device_text
 from gpukit.backends.gpu_backend import DeviceBase, GpuBackend
 from gpukit.errors import BackendUnavailable
+from gpukit.units import cuda_version_text
 
 # Stated rather than left to CuPy's default (which is this since CuPy 14). CuPy adds -ftz=true to
 # every NVRTC compile; kernels/polyval.cu uses an FMA that ignores it, so both GPU backends run
@@ -41,8 +42,8 @@ def _no_device_reason(runtime, exc) -> str:
         driver = runtime.driverGetVersion()
         if driver == 0:
             return "no CUDA driver: libcuda is not installed or cannot be loaded"
-        return (f"the CUDA driver supports CUDA {version_text(driver)} but CuPy's runtime is "
-                f"CUDA {version_text(runtime.runtimeGetVersion())}")
+        return (f"the CUDA driver supports CUDA {cuda_version_text(driver)} but CuPy's runtime is "
+                f"CUDA {cuda_version_text(runtime.runtimeGetVersion())}")
     if code == "cudaErrorNoDevice":
         return no_device_text()
     return f"CUDA cannot start: {exc}".splitlines()[0]
@@ -74,7 +75,7 @@ class CupyDevice(DeviceBase):
         return {"device": name.decode() if isinstance(name, bytes) else str(name),
                 "cupy": cupy.__version__,
                 "compute_capability": f"{props['major']}.{props['minor']}",
-                "driver": version_text(driver), "runtime": version_text(rt),
+                "driver": cuda_version_text(driver), "runtime": cuda_version_text(rt),
                 "memory_bytes": int(props["totalGlobalMem"]),
                 "multiprocessors": int(props["multiProcessorCount"]),
                 "l2_bytes": int(props.get("l2CacheSize", 0)), "devices": count}

@@ -54,7 +54,7 @@ def find_launcher() -> str | None:
     return shutil.which("mpiexec")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def launcher_flavor(launcher: str) -> str:
     """OPENMPI or MPICH (hydra: MPICH, Intel MPI, MVAPICH), from `mpiexec --version`."""
     try:
@@ -75,7 +75,7 @@ print(json.dumps({"library": MPI.Get_library_version().strip().splitlines()[0].s
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def probe_library(python: str) -> dict:
     """The MPI library mpi4py loads, asked in a subprocess without initialising MPI."""
     try:
@@ -259,7 +259,7 @@ class RankGroup:
             conn.settimeout(self.timeout_s)
             try:
                 token = mpi_worker.recv_exact(conn, len(self._token),
-                                              lambda: self._wait(conn, deadline, what))
+                                              lambda conn=conn: self._wait(conn, deadline, what))
             except (OSError, ConnectionError):
                 token = None
             if token is not None and hmac.compare_digest(bytes(token),

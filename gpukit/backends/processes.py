@@ -7,7 +7,8 @@ Two ways for data to reach the workers, each a variant:
 
 Clocks: workers stamp `time.perf_counter()` when their chunk's data is in hand and when its
 compute is done. With `pickle`, "in hand" includes making the output array the worker fills and
-sends back, as the other backends allocate their outputs outside the compute they time. On Linux, macOS and Windows that clock is system-wide (CLOCK_MONOTONIC,
+sends back, as the other backends allocate their outputs outside the compute they time. On
+Linux, macOS and Windows that clock is system-wide (CLOCK_MONOTONIC,
 mach_absolute_time, QueryPerformanceCounter), so the stamps compare with the parent's, and each run
 splits exactly into transfer_in (until the last worker had its data), compute (until the last
 worker finished) and transfer_out (until the parent holds every output). With several chunks a
@@ -33,7 +34,7 @@ import numpy as np
 
 from gpukit import phases, records
 from gpukit.backends.base import (Backend, BackendTraits, RunTiming, Startup, Variant,
-                                  chunk_bounds, host_phases, row_chunks, slice_rows)
+                                  host_phases, row_chunks, slice_rows)
 from gpukit.errors import UsageError
 from gpukit.kernels.base import mark_unwritten, run_impl
 

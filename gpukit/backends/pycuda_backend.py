@@ -20,9 +20,10 @@ import tempfile
 
 import numpy as np
 
-from gpukit.backends.cuda_common import PYCUDA_TRAITS, no_device_text, version_text
+from gpukit.backends.cuda_common import PYCUDA_TRAITS, no_device_text
 from gpukit.backends.gpu_backend import DeviceBase, GpuBackend
 from gpukit.errors import BackendUnavailable
+from gpukit.units import cuda_version_text
 
 # The same C++ dialect CuPy's NVRTC compiles with; no fast math, and nvcc's default -ftz=false.
 NVCC_OPTIONS = ("-std=c++17",)
@@ -84,8 +85,8 @@ class PycudaDevice(DeviceBase):
                 raise BackendUnavailable("no CUDA device is visible")
             dev, attr = cuda.Device(ordinal), cuda.device_attribute
             facts = {"device": dev.name(), "pycuda": pycuda.VERSION_TEXT,
-                     "compute_capability": "%d.%d" % dev.compute_capability(),
-                     "driver": version_text(cuda.get_driver_version()),
+                     "compute_capability": "{}.{}".format(*dev.compute_capability()),
+                     "driver": cuda_version_text(cuda.get_driver_version()),
                      # The CUDA version PyCUDA was built against.
                      "runtime": ".".join(str(v) for v in cuda.get_version()[:2]),
                      "memory_bytes": int(dev.total_memory()),

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 
 from gpukit import phases
 from gpukit.backends.base import (Backend, BackendTraits, RunTiming, Startup, Variant,
-                                  chunk_bounds, host_phases, row_chunks, slice_rows)
+                                  host_phases, row_chunks, slice_rows)
 from gpukit.records import THREAD
 from gpukit.kernels.base import run_impl
 

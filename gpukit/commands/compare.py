@@ -113,7 +113,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from gpukit import allocator, analysis, backends, ceilings, format, kernels, machine, runner
+    from gpukit import allocator, analysis, backends, ceilings, kernels, machine, runner
+    from gpukit.reporting import tables
     from gpukit.analysis import noise
     from gpukit.commands.report import print_report, write_text
     from gpukit.results import Results
@@ -196,7 +197,7 @@ def run(args) -> int:
     stored = None if args.no_limits else machine_ceilings(err)
     results = Results({**machine.facts(), "malloc": malloc}, sweep.to_json(),
                       ["gpukit", *sys.argv[1:]])
-    for line in format.backend_lines({"backends": availability, "sweep": results.data["sweep"]}):
+    for line in tables.backend_lines({"backends": availability, "sweep": results.data["sweep"]}):
         err.print(line, markup=False)
     stopped_by = None  # what ended the sweep early: a signal's word, or an error
     status = EXIT_OK
@@ -238,10 +239,10 @@ def run(args) -> int:
     csv_error = None
     if args.csv:
         try:
-            write_text(args.csv, format.csv_text(data, an), "CSV")
+            write_text(args.csv, tables.csv_text(data, an), "CSV")
         except OutputError as exc:
             csv_error = str(exc)
-    counts = format.status_counts(data)
+    counts = tables.status_counts(data)
     out.print()
     out.print(summary_line(data, counts, stopped_by is not None, path), markup=False)
     if path is None:
@@ -262,7 +263,8 @@ def run(args) -> int:
               f"results are complete in {path}", file=sys.stderr)
         return signal_status(STOPPING.received)
     if counts.get("failed"):
-        print(f"error: {counts['failed']} case(s) failed; see the table and {path}", file=sys.stderr)
+        print(f"error: {counts['failed']} case(s) failed; see the table and {path}",
+              file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -271,7 +273,7 @@ def record_serialized(data: dict) -> None:
     """Each thread variant's serialized share into the results, as the findings and the model
     take it from the cases, so that the file says it to readers without gpukit. It is derived,
     so a failure here must not cost the save: the report derives it again."""
-    from gpukit import serialized
+    from gpukit.analysis import serialized
     try:
         data["serialized"] = serialized.to_json(data)
     except (ArithmeticError, KeyError, TypeError, ValueError):
@@ -422,14 +424,15 @@ class _progress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
                 TimeElapsedColumn
-            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=self.console, transient=True)
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 console=self.console, transient=True)
             self._bar.__enter__()
             self._task = self._bar.add_task("measuring", total=None)
         return self
 
     def __call__(self, done: int, total: int, record: dict) -> None:
-        from gpukit.analysis import fmt_n
+        from gpukit.units import fmt_n
         if self._bar is not None:
             text = f"{record['label']} x{record['workers']} n={fmt_n(record['n'])}"
             self._bar.update(self._task, completed=done, total=total, description=text)

@@ -71,7 +71,8 @@ def parse_percent(text: str, option: str = "--fail-slower") -> float:
 
 
 def run(args) -> int:
-    from gpukit import analysis, format
+    from gpukit import analysis
+    from gpukit.reporting import tables
     from gpukit.commands.report import load_results
 
     threshold = parse_percent(args.fail_slower) if args.fail_slower is not None else None
@@ -84,8 +85,8 @@ def run(args) -> int:
     out = console()
     for name, data in (("A", a), ("B", b)):
         path = args.a if name == "A" else args.b
-        out.print(f"{name}: {path}: " + format.machine_lines(data)[0], markup=False)
-        partial = format.partial_text(data)
+        out.print(f"{name}: {path}: " + tables.machine_lines(data)[0], markup=False)
+        partial = tables.partial_text(data)
         if partial:
             out.print(f"   {name} is a {partial}", markup=False)
     table = change_table(d, threshold, args.all)
@@ -153,7 +154,8 @@ def change_table(d: analysis.Diff, threshold: float | None, every: bool):
     """The changed cases (`every`: all cases) as a rich table."""
     from rich.table import Table
 
-    from gpukit.analysis import fmt_n, fmt_s, params_text
+    from gpukit.analysis import params_text
+    from gpukit.units import fmt_n, fmt_s
 
     table = Table(header_style="bold", title="B against A, time per run (median)",
                   title_justify="left")

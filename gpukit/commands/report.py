@@ -34,8 +34,8 @@ def add_parser(sub) -> None:
 
 
 def add_table_option(p) -> None:
-    from gpukit import format
-    p.add_argument("--table", choices=format.TABLES, default=format.TABLE_BEST,
+    from gpukit.reporting import tables
+    p.add_argument("--table", choices=tables.TABLES, default=tables.TABLE_BEST,
                    help="best: one row per size and variant, at its fastest worker count, with "
                         "the columns that fit the terminal (default); full: every case and "
                         "every column")
@@ -92,27 +92,28 @@ def write_text(path: str, text: str, what: str) -> Path:
 
 def print_report(out, data: dict, an, table: str | None = "best") -> None:
     """The answer first, then the findings behind it, then the cases as a table that fits the
-    console (`table`: format.TABLE_BEST or TABLE_FULL; None for none), then the machine."""
-    from gpukit import format
-    for part in format.answer_renderables(data, an):
+    console (`table`: tables.TABLE_BEST or TABLE_FULL; None for none), then the machine."""
+    from gpukit.reporting import tables
+    for part in tables.answer_renderables(data, an):
         out.print(part)
-    lines = format.finding_lines(data, an)
+    lines = tables.finding_lines(data, an)
     if lines:
         out.print()
         out.print("[bold]Findings[/]")
         for line in lines:
             out.print(line, markup=False)
     if table:
-        for t in format.case_tables(data, an, width=out.width, table=table):
+        for t in tables.case_tables(data, an, width=out.width, table=table):
             out.print()
             out.print(t)
     out.print()
-    for line in format.machine_lines(data) + format.backend_lines(data):
+    for line in tables.machine_lines(data) + tables.backend_lines(data):
         out.print(line, markup=False)
 
 
 def run(args) -> int:
-    from gpukit import analysis, format, page, plots
+    from gpukit import analysis
+    from gpukit.reporting import page, plots, tables
     data = load_results(args.results)
     check_outputs(args)
     err = console(stderr=True)
@@ -123,9 +124,9 @@ def run(args) -> int:
     if not args.quiet:
         out.print()
         out.print("[bold]Ceilings[/]")
-        for line in format.ceiling_lines(data, an):
+        for line in tables.ceiling_lines(data, an):
             out.print(f"- {line}", markup=False)
-        flags = format.flag_lines(data, an)
+        flags = tables.flag_lines(data, an)
         if flags:
             out.print()
             out.print(f"[bold]Far from the model[/] ({len(flags)} cases)")
@@ -133,7 +134,7 @@ def run(args) -> int:
                 out.print(f"- {line}", markup=False)
     written = []
     if args.csv:
-        written.append(write_text(args.csv, format.csv_text(data, an), "CSV"))
+        written.append(write_text(args.csv, tables.csv_text(data, an), "CSV"))
     figs = plots.figures(data, an) if (args.plots or args.html) else None
     if args.plots:
         try:

@@ -39,7 +39,7 @@ import numpy as np
 
 from gpukit.errors import KernelError, UsageError
 from gpukit.kernels.base import Check, Inputs, Kernel, Param, Work
-from gpukit.kernels.user import failed_check, nonfinite_problem, output_problem
+from gpukit.kernels.checks import failed_check, nonfinite_problem, output_problem
 
 # The attribute array_kernel(...) sets on the function it decorates.
 OPTIONS_ATTR = "__gpukit_array_kernel__"

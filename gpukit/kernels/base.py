@@ -54,7 +54,8 @@ class Inputs:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.split.values()) + sum(a.nbytes for a in self.whole.values())
+        return (sum(a.nbytes for a in self.split.values())
+                + sum(a.nbytes for a in self.whole.values()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +159,8 @@ class Kernel:
         unknown = sorted(set(given) - set(known))
         if unknown:
             names = ", ".join(known) or "none"
-            raise UsageError(f"kernel {self.name} has no parameter {unknown[0]!r} (it has: {names})")
+            raise UsageError(f"kernel {self.name} has no parameter {unknown[0]!r} "
+                             f"(it has: {names})")
         return {name: p.parse(given.get(name, p.default)) for name, p in known.items()}
 
     def alloc_outputs(self, n: int, params: Mapping[str, int]) -> dict[str, np.ndarray]:

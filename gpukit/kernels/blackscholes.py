@@ -40,7 +40,7 @@ import math
 import numpy as np
 
 from gpukit.kernels.base import Check, CudaLaunch, Inputs, Kernel, Work
-from gpukit.kernels.user import failed_check, nonfinite_problem, output_problem
+from gpukit.kernels.checks import failed_check, nonfinite_problem, output_problem
 
 UNIT_ROUNDOFF = 2.0 ** -24
 TOLERANCE = 2.0 ** -16

@@ -46,7 +46,7 @@ import math
 import numpy as np
 
 from gpukit.kernels.base import Check, CudaLaunch, Inputs, Kernel, Param, Work
-from gpukit.kernels.user import failed_check, output_problem
+from gpukit.kernels.checks import failed_check, output_problem
 
 X_MIN, X_MAX, Y_MIN, Y_MAX = -2.25, 0.75, -1.25, 1.25
 ASPECT = (X_MAX - X_MIN) / (Y_MAX - Y_MIN)

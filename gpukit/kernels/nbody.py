@@ -62,7 +62,7 @@ import math
 import numpy as np
 
 from gpukit.kernels.base import Check, CudaLaunch, Inputs, Kernel, Work
-from gpukit.kernels.user import failed_check, nonfinite_problem, output_problem
+from gpukit.kernels.checks import failed_check, nonfinite_problem, output_problem
 
 UNIT_ROUNDOFF = 2.0 ** -24
 # eps^2 as a float32, the same value in every implementation and in kernels/nbody.cu.

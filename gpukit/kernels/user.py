@@ -41,35 +41,7 @@ import numpy as np
 
 from gpukit.errors import Interrupted, UsageError
 from gpukit.kernels.base import HOST_IMPLS, Check, CudaLaunch, Inputs, Kernel, Work
-
-
-def output_problem(out: Mapping[str, np.ndarray], dtypes: Mapping[str, np.dtype],
-                   n: int) -> str | None:
-    """Why `out` is not n rows of each expected output and dtype, or None if it is."""
-    for name, dtype in dtypes.items():
-        arr = out.get(name)
-        if arr is None:
-            return f"output {name!r} is missing"
-        if not isinstance(arr, np.ndarray):
-            return f"output {name!r} is a {type(arr).__name__}, not a NumPy array"
-        if arr.shape != (n,) or arr.dtype != np.dtype(dtype):
-            return (f"output {name!r} is {arr.dtype} with shape {arr.shape}, expected "
-                    f"{np.dtype(dtype)} with shape {(n,)}")
-    return None
-
-
-def nonfinite_problem(out: Mapping[str, np.ndarray]) -> str | None:
-    """Why a float output holds NaN or inf (an unwritten row is NaN), or None."""
-    for name, arr in out.items():
-        if np.issubdtype(arr.dtype, np.floating):
-            bad = int(np.count_nonzero(~np.isfinite(arr)))
-            if bad:
-                return f"{bad} of {arr.shape[0]} values of {name!r} are NaN or inf (unwritten?)"
-    return None
-
-
-def failed_check(tolerance: float, measure: str, detail: str) -> Check:
-    return Check(False, float("inf"), tolerance, measure, detail)
+from gpukit.kernels.checks import failed_check, nonfinite_problem, output_problem
 
 
 class SimpleKernel(Kernel):
@@ -165,7 +137,8 @@ class SimpleKernel(Kernel):
         return Work(flops=float(per_row) * n, bytes_in=row_bytes * n + whole_bytes,
                     bytes_out=out_bytes * n)
 
-    @functools.lru_cache(maxsize=16)
+    # Kernels live as long as the process, so the cache holding them (B019) frees nothing early.
+    @functools.lru_cache(maxsize=16)  # noqa: B019
     def _input_bytes(self, params: tuple) -> tuple[int, int]:
         # Bytes per split row and of the whole inputs, from a one-row problem: right as long as
         # the whole inputs do not grow with n (override work() if they do).

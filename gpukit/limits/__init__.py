@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from gpukit import ceilings
+from gpukit.units import fmt_bytes, fmt_gbps, fmt_s
 
 # progress(label, step_index, step_count) is called as each step starts.
 Progress = Callable[[str, int, int], None]
@@ -170,20 +171,8 @@ def measure_all(machine: dict | None = None, refresh: bool = False,
 # -- text ----------------------------------------------------------------------------------------
 
 
-def fmt_bytes(nbytes: int) -> str:
-    for unit, scale in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
-        if nbytes >= scale and nbytes % scale == 0:
-            return f"{nbytes // scale} {unit}"
-    return f"{nbytes} B"
-
-
-def fmt_gbps(value: float) -> str:
-    return f"{value / 1000:.3g} TB/s" if value >= 1000 else f"{value:.3g} GB/s"
-
-
 def value_text(name: str, value: float) -> str:
     """A figure with its unit, read off the name's suffix."""
-    from gpukit.format import fmt_s
     if name.endswith("_gbps"):
         return fmt_gbps(value)
     if name.endswith("_gflops"):
@@ -213,7 +202,6 @@ def transfer_rows(curves: dict) -> tuple[list[str], list[list[str]]]:
     Small sizes show the latency (the time hardly changes), large ones the bandwidth. Times are
     the device's (CUDA events); the host clock's are in the JSON beside them.
     """
-    from gpukit.format import fmt_s
     present = [(key, title) for key, title in TRANSFER_COLUMNS if key in curves]
     if not present:
         return [], []

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpukit.errors import BackendUnavailable
+from gpukit.units import gbps
 
 clock = time.perf_counter
 
@@ -89,12 +90,6 @@ QUICK = GpuPlan(sizes=TRANSFER_SIZES[:8], small_reps=10, mid_reps=5, large_reps=
 
 
 # -- pure helpers --------------------------------------------------------------------------------
-
-
-def gbps(nbytes: float, seconds: float) -> float:
-    if not seconds > 0:
-        raise ValueError(f"a bandwidth needs a positive time, got {seconds!r} s")
-    return nbytes / seconds / 1e9
 
 
 def curve_name(direction: str, memory: str) -> str:

@@ -22,6 +22,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from gpukit.units import gbps
+
 clock = time.perf_counter
 
 START_METHODS = ("fork", "forkserver", "spawn")
@@ -58,13 +60,6 @@ QUICK = HostPlan(copy_bytes=64 * 1024 ** 2, copy_reps=2, pool_reps=1, dispatch_c
 
 
 # -- pure helpers --------------------------------------------------------------------------------
-
-
-def gbps(nbytes: float, seconds: float) -> float:
-    """Bytes over seconds, in GB/s (10^9 bytes, as bandwidths are quoted)."""
-    if not seconds > 0:
-        raise ValueError(f"a bandwidth needs a positive time, got {seconds!r} s")
-    return nbytes / seconds / 1e9
 
 
 def copy_gbps(nbytes: int, seconds: float) -> float:

@@ -12,8 +12,9 @@ import base64
 import html
 import re
 
-from gpukit import analysis, format, plots
+from gpukit import analysis, units
 from gpukit.analysis import params_text
+from gpukit.reporting import plots, tables
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:
@@ -56,9 +57,9 @@ def _cell(key: str, value) -> str:
     if value == "" or value is None:
         return ""
     if key in _SECONDS:
-        return format.fmt_s(value)
+        return units.fmt_s(value)
     if key == "n":
-        return analysis.fmt_n(value)
+        return units.fmt_n(value)
     if key == "rel_spread":
         return f"{value:.0%}"
     if key == "speedup_vs_serial":
@@ -71,7 +72,7 @@ def _cell(key: str, value) -> str:
 
 
 def _case_table(data, an, pset) -> str:
-    rows = [r for r in format.case_rows(data, an) if r["params"] == params_text(pset)]
+    rows = [r for r in tables.case_rows(data, an) if r["params"] == params_text(pset)]
     head = "".join(f'<th class="{"l" if k in _LEFT else ""}">{_e(t)}</th>' for t, k in _COLUMNS)
     body = []
     for r in rows:
@@ -104,8 +105,10 @@ def _facts(data) -> str:
     gpu = m.pop("gpu", None) or {}
     rows = [(k, v) for k, v in m.items() if v is not None]
     rows += [(f"gpu {k}", v) for k, v in gpu.items() if isinstance(v, (str, int, float))]
-    rows += [("results created", data.get("created")), ("command", " ".join(data.get("command") or [])),
-             ("complete", data.get("complete")), ("sweep wall time", format.fmt_s(data.get("wall_s")))]
+    rows += [("results created", data.get("created")),
+             ("command", " ".join(data.get("command") or [])),
+             ("complete", data.get("complete")),
+             ("sweep wall time", units.fmt_s(data.get("wall_s")))]
     return "<table>" + "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(v)}</td></tr>"
                                for k, v in rows if v not in (None, "")) + "</table>"
 
@@ -120,8 +123,8 @@ def html_page(data: dict, an: analysis.Analysis | None = None, title: str | None
         figs.append(f'<figure id="fig-{name}"><img alt="{_e(CAPTIONS[name])}" '
                     f'src="data:image/png;base64,{png}"><figcaption>{_e(CAPTIONS[name])}'
                     f'</figcaption></figure>')
-    counts = format.status_counts(data)
-    partial = format.partial_text(data)
+    counts = tables.status_counts(data)
+    partial = tables.partial_text(data)
     parts = [
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
@@ -129,21 +132,22 @@ def html_page(data: dict, an: analysis.Analysis | None = None, title: str | None
         *([f"<p><strong>{_e(partial)}</strong></p>"] if partial else []),
         f"<p class=small>{len(data['cases'])} cases: "
         + _e(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-        + ". Rendered by <code>gpukit report</code> from the saved results; nothing re-measured.</p>",
+        + ". Rendered by <code>gpukit report</code> from the saved results; "
+          "nothing re-measured.</p>",
         "<h2>Answer</h2>",
         *(f"<h3>{_e(head)}</h3>" + _list(f"{topic}: {text}" for topic, text in lines)
-          for head, lines in format.answer_blocks(data, an)),
+          for head, lines in tables.answer_blocks(data, an)),
         "<h2>Findings</h2>", _list([f.text for f in an.findings], ordered=True),
         "<h2>Figures</h2>", *figs,
-        "<h2>Machine</h2>", _list(format.machine_lines(data) + format.backend_lines(data)),
+        "<h2>Machine</h2>", _list(tables.machine_lines(data) + tables.backend_lines(data)),
         _facts(data),
         "<h2>Ceilings the model used</h2>",
-        _list(format.ceiling_lines(data, an)) if an.ceilings.values or an.ceilings.lacking
+        _list(tables.ceiling_lines(data, an)) if an.ceilings.values or an.ceilings.lacking
         else "<p>none</p>",
         "<h2>Cases far from the model</h2>",
-        _list(format.flag_lines(data, an)) if format.flag_lines(data, an) else "<p>none</p>",
+        _list(tables.flag_lines(data, an)) if tables.flag_lines(data, an) else "<p>none</p>",
         "<h2>What limits each variant at its largest size</h2>",
-        _list(format.limit_lines(data, an)),
+        _list(tables.limit_lines(data, an)),
         "<h2>Cases</h2>",
         *(_case_table(data, an, pset) for pset in data["sweep"]["param_sets"]),
         "</body></html>\n",
@@ -160,29 +164,29 @@ def markdown_page(data: dict, an: analysis.Analysis | None = None, title: str | 
     cases far from the model and what limits each variant, as Markdown."""
     an = an if an is not None else analysis.analyze(data)
     title = title or f"gpukit: {data['sweep']['kernel']} on {data['machine'].get('hostname', '?')}"
-    counts = format.status_counts(data)
+    counts = tables.status_counts(data)
 
     def bullets(lines):
         return [f"- {line}" for line in lines] or ["none"]
 
     parts = [f"# {title}", ""]
-    partial = format.partial_text(data)
+    partial = tables.partial_text(data)
     if partial:
         parts += [f"**{partial}**", ""]
     parts += [f"{len(data['cases'])} cases: "
               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
               + f"; measured {data.get('created', '?')} by `{' '.join(data.get('command') or [])}`"
               + ", rendered by `gpukit report`.", "", "## Answer", ""]
-    for head, lines in format.answer_blocks(data, an):
+    for head, lines in tables.answer_blocks(data, an):
         parts += [f"**{head}**", "", *(f"- {topic}: {text}" for topic, text in lines), ""]
-    parts += ["## Findings", "", *format.finding_lines(data, an), ""]
+    parts += ["## Findings", "", *tables.finding_lines(data, an), ""]
     if figure_paths:
         parts += ["## Figures", ""]
         for name, path in figure_paths.items():
             parts += [f"![{CAPTIONS[name]}]({path})", "", f"*{CAPTIONS[name]}*", ""]
-    parts += ["## Machine", "", *bullets(format.machine_lines(data) + format.backend_lines(data)),
-              "", "## Ceilings the model used", "", *bullets(format.ceiling_lines(data, an)), "",
-              "## Cases far from the model", "", *bullets(format.flag_lines(data, an)), "",
+    parts += ["## Machine", "", *bullets(tables.machine_lines(data) + tables.backend_lines(data)),
+              "", "## Ceilings the model used", "", *bullets(tables.ceiling_lines(data, an)), "",
+              "## Cases far from the model", "", *bullets(tables.flag_lines(data, an)), "",
               "## What limits each variant at its largest size", "",
-              *bullets(format.limit_lines(data, an)), ""]
+              *bullets(tables.limit_lines(data, an)), ""]
     return "\n".join(parts)

@@ -20,8 +20,10 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from gpukit import analysis, model, phases
-from gpukit.analysis import fmt_n, fmt_s, params_key, params_text
+from gpukit import analysis, phases
+from gpukit.analysis import model
+from gpukit.analysis import params_key, params_text
+from gpukit.units import fmt_n, fmt_s
 
 FORMATS = ("png", "svg")
 NAMES = ("timing", "phases", "speedup", "roofline")
@@ -141,7 +143,7 @@ def chosen_sizes(data: dict, count: int = 3) -> list[int]:
 
 def phase_bars(data: dict, an: analysis.Analysis | None = None,
                sizes: list[int] | None = None) -> Figure:
-    from gpukit.format import startup_s
+    from gpukit.reporting.tables import startup_s
     idx = analysis.index(data)
     psets = _param_sets(data)
     sizes = sizes or chosen_sizes(data)
@@ -155,7 +157,7 @@ def phase_bars(data: dict, an: analysis.Analysis | None = None,
         if not rows:
             _no_data(ax, f"n={fmt_n(n)}: no case ran")
             continue
-        for y, (name, case) in enumerate(rows):
+        for y, (_label, case) in enumerate(rows):
             ph = analysis.run_phases(case, data)
             total = sum(ph.values()) or 1.0
             left = 0.0
@@ -290,9 +292,9 @@ def roofline(data: dict, an: analysis.Analysis | None = None) -> Figure:
             x_end = min(hi_x, top / value) if top else hi_x
             ax.plot([lo_x, x_end], [value * lo_x, value * x_end], "-", color="#555",
                     linewidth=0.9)
-            labels.append(ax.annotate(f"{text}: {value:.3g} GB/s", (lo_x * 1.15, value * lo_x * 1.3),
-                                      xytext=(0, 0), textcoords="offset points", fontsize=6.5,
-                                      color="#333"))
+            labels.append(ax.annotate(f"{text}: {value:.3g} GB/s",
+                                      (lo_x * 1.15, value * lo_x * 1.3), xytext=(0, 0),
+                                      textcoords="offset points", fontsize=6.5, color="#333"))
         else:
             ax.axhline(value, color="#555", linewidth=0.9, linestyle="--")
             labels.append(ax.annotate(f"{text}: {value:.3g} GFLOP/s", (hi_x / 1.1, value * 1.08),

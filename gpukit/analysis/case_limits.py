@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from gpukit import model, phases, records
-from gpukit.analysis.cases import (device_phase, fmt_s, index, intensity, is_gpu, params_key,
+from gpukit import phases, records
+from gpukit.analysis import model
+from gpukit.analysis.cases import (device_phase, index, intensity, is_gpu, params_key,
                                    phase, run_phases, series, wall)
+from gpukit.units import fmt_mib, fmt_s
 from gpukit.limits import host
 
 # What `gpukit limits` measures the host ceilings on: memory by copying this many bytes (read
@@ -71,10 +73,6 @@ def limit(data: dict, case: dict, ceil: model.Ceilings, idx: dict | None = None)
                                text=f"{lim.text}. Above 100%: {why}")
 
 
-def mib(nbytes: float) -> str:
-    return f"{nbytes / 2 ** 20:.3g} MiB"
-
-
 def footprint(case: dict) -> int:
     """The bytes one run reads and writes: what stays in cache between repetitions, or not."""
     return case["work"]["bytes_in"] + case["work"]["bytes_out"]
@@ -92,14 +90,14 @@ def over_ceiling(data: dict, case: dict, name: str, ceil: model.Ceilings) -> tup
     if name == "host_copy_1t_gbps":
         copy = COPY_BYTES[ceil.rough]
         if (size <= l3) if l3 else (size * CACHE_FRACTION <= copy):
-            where = f"the {mib(l3)} L3 cache" if l3 else "cache"
-            return IN_CACHE, (f"in cache: its {mib(size)} stay in {where} between repetitions, "
-                              f"while the ceiling is memory's, measured copying {mib(copy)}, "
+            where = f"the {fmt_mib(l3)} L3 cache" if l3 else "cache"
+            return IN_CACHE, (f"in cache: its {fmt_mib(size)} stay in {where} between repetitions, "
+                              f"while the ceiling is memory's, measured copying {fmt_mib(copy)}, "
                               f"beyond every cache; so it can pass that ceiling")
     if name in model.IMPL_RATE.values() and l2 and size / workers <= l2 < RATE_BLOCK_BYTES:
-        return IN_CACHE, (f"in cache: its {mib(size / workers)} a worker stay in the {mib(l2)} "
-                          f"L2 cache, while `gpukit limits` rates a core on "
-                          f"{mib(RATE_BLOCK_BYTES)} blocks, which do not fit there")
+        return IN_CACHE, (f"in cache: its {fmt_mib(size / workers)} a worker stay in the "
+                          f"{fmt_mib(l2)} L2 cache, while `gpukit limits` rates a core on "
+                          f"{fmt_mib(RATE_BLOCK_BYTES)} blocks, which do not fit there")
     if workers > 1 and name == "pickle_gbps":
         # Shared memory is not among them: the parent makes those copies alone.
         return f"{workers} at once", (f"{workers} workers at once: the ceiling is one stream's "
@@ -205,7 +203,8 @@ def _host_limit(data, case, ceil, idx, ph, total, dominant) -> Limit:
             # The rate for this case's messages: pickling slows per byte as they grow.
             cap = ceil.pickle_gbps(work["bytes_in"] / model.tasks(data, case))
         pct = _pct(gbps, cap)
-        return Limit(dominant, "transfer", f"{transfer or 'transfer'}" + (f" {pct:.0f}%" if pct else ""),
+        short = f"{transfer or 'transfer'}" + (f" {pct:.0f}%" if pct else "")
+        return Limit(dominant, "transfer", short,
                      f"transfer-bound ({how}): {moved / total:.0%} of the time moving data at "
                      f"{gbps:.3g} GB/s {_of(pct, cap, 'GB/s', name, ceil)}; {advice}", pct, name)
     parallel = min(workers, model.cores(data))
@@ -248,7 +247,8 @@ def _roofline_limit(case, ceil, dominant, compute_s, bw, bw_name, rate, rate_nam
     if memory_bound:
         pct = _pct(gbps, bw)
         return Limit(dominant, "memory", f"memory {pct:.0f}%",
-                     f"memory-bound on {where}: {gbps:.3g} GB/s {_of(pct, bw, 'GB/s', bw_name, ceil)}"
+                     f"memory-bound on {where}: {gbps:.3g} GB/s "
+                     f"{_of(pct, bw, 'GB/s', bw_name, ceil)}"
                      f"; more FLOPs per byte would come free", pct, bw_name)
     pct = _pct(gflops, rate)
     return Limit(dominant, "compute", f"compute {pct:.0f}%" if pct is not None else "compute",

@@ -1,4 +1,4 @@
-"""The answers: each finding a sentence with its figures (`Finding`), computed once per run with
+"""The findings: each a sentence with its figures (`Finding`), computed once per run with
 the case limits and the model's verdicts (`analyze`)."""
 
 from __future__ import annotations
@@ -6,13 +6,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gpukit import model, phases, records
+from gpukit import phases, records
+from gpukit.analysis import model
 from gpukit.results import SKIPPED_AFTER_FAILURE
-from gpukit.analysis.bounds import DOMINANT_SHARE, GIL_SPEEDUP, footprint, limits
-from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase, fmt_n,
-                                   fmt_n_est, fmt_s, index, is_gpu, max_workers, noise_bar,
+from gpukit.analysis.case_limits import DOMINANT_SHARE, GIL_SPEEDUP, footprint, limits
+from gpukit.analysis.cases import (MIN_CHANGE, baseline_labels, case_text, device_phase,
+                                   index, is_gpu, max_workers, noise_bar,
                                    params_key, params_text, phase, series, transfer_share,
                                    variant_name, wall, beyond)
+from gpukit.units import fmt_n, fmt_n_est, fmt_s
 from gpukit.analysis.crossovers import crossover, crossover_of_cases, scaling, walls
 from gpukit.analysis.noise import assess, finding_text
 
@@ -46,7 +48,7 @@ def analyze(data: dict, stored_ceilings: dict | None = None) -> Analysis:
     return Analysis(data, ceil, verdicts, lims, _findings(data, ceil, verdicts))
 
 
-def findings(data: dict, stored_ceilings: dict | None = None) -> list[Finding]:
+def all_findings(data: dict, stored_ceilings: dict | None = None) -> list[Finding]:
     return analyze(data, stored_ceilings).findings
 
 
@@ -170,7 +172,8 @@ def _failed_sizes(data: dict, pkey: tuple) -> tuple[dict[int, list], list]:
         status, reason = c.get("status"), c.get("reason") or ""
         if status == "ok":
             ran.add(variant)
-        elif status == "failed" or (status == "skipped" and reason.startswith(SKIPPED_AFTER_FAILURE)):
+        elif status == "failed" or (status == "skipped"
+                                    and reason.startswith(SKIPPED_AFTER_FAILURE)):
             unknown.setdefault(variant, set()).add(c["n"])
     sizes: dict[int, list] = {}
     for variant, ns in sorted(unknown.items()):

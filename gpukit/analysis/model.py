@@ -6,8 +6,8 @@ Per repetition (startup is reported once per session and predicted apart):
 - compute: the larger of bytes over memory bandwidth and FLOPs over the arithmetic rate of the
   implementation, the rate times the workers that can run at once (min(workers, cores)); on
   threads, the arithmetic's time on one thread times what the variant's measured serialized
-  share and waiting share predict for its count (gpukit.serialized), or, where the run has no
-  one-thread and multi-thread pair to measure them, no gain for an implementation that holds
+  share and waiting share predict for its count (gpukit.analysis.serialized), or, where the run
+  has no one-thread and multi-thread pair to measure them, no gain for an implementation that holds
   the GIL by its name (pure Python) and min(workers, cores) for the others;
 - pools: one task per worker, handed out together: one dispatch round trip, plus what each
   further task adds to a fan-out (their round trips overlap; a full round trip each where the
@@ -30,7 +30,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from gpukit import phases, records, serialized
+from gpukit import phases, records
+from gpukit.analysis import serialized
 from gpukit.records import PICKLE, SCATTER, SHM, BackendTraits
 
 # Accuracy bands: "within" is the yardstick the model is held to; "far" is where a case gets
@@ -271,7 +272,7 @@ def _derive(data: dict, values: dict) -> dict[str, tuple[float, dict]]:
         return [c for c in ok if pred(c)]
 
     for impl, name in IMPL_RATE.items():
-        found = _best(one(lambda c: _reference(data, c) and c["impl"] == impl),
+        found = _best(one(lambda c, impl=impl: _reference(data, c) and c["impl"] == impl),
                       lambda c: c["work"]["flops"] / _phase(c, phases.COMPUTE) / 1e9)
         if found:
             out[name] = found
@@ -280,7 +281,8 @@ def _derive(data: dict, values: dict) -> dict[str, tuple[float, dict]]:
         name = records.backend_traits(data, backend).dispatch_s
         if not name:
             continue
-        pool = one(lambda c: c["backend"] == backend and c["workers"] == 1 and c["impl"] == "numpy")
+        pool = one(lambda c, backend=backend: c["backend"] == backend and c["workers"] == 1
+                   and c["impl"] == "numpy")
         pool = [c for c in pool if _option(c, "transfer") in (None, SHM)]
         if not pool:
             continue
@@ -338,8 +340,10 @@ def _derive(data: dict, values: dict) -> dict[str, tuple[float, dict]]:
             mine = [c for c in mine if c["n"] == largest]
             for name, phase_name, nbytes in ((h2d, phases.TRANSFER_IN, "bytes_in"),
                                              (d2h, phases.TRANSFER_OUT, "bytes_out")):
-                found = _best(mine, lambda c: c["work"][nbytes] / max(
-                    _phase(c, phase_name, True) - latency, _phase(c, phase_name, True) / 2) / 1e9)
+                def rate(c, nbytes=nbytes, phase_name=phase_name):
+                    moved = _phase(c, phase_name, True)
+                    return c["work"][nbytes] / max(moved - latency, moved / 2) / 1e9
+                found = _best(mine, rate)
                 if found:
                     out[name] = found
         out_d2d = _best(gpu, lambda c: (c["work"]["bytes_in"] + c["work"]["bytes_out"])
@@ -653,7 +657,8 @@ def predict(data: dict, case: dict, ceil: Ceilings) -> Verdict:
     key = case_key(case)
     anchor = key in ceil.anchors
     if missing or not _has_rule(data, case):
-        return Verdict(key, None, _wall(case), missing or ("a rule for " + case["backend"],), anchor)
+        return Verdict(key, None, _wall(case), missing or ("a rule for " + case["backend"],),
+                       anchor)
     rule = _predict_gpu if _is_gpu(data, case) else _predict_host
     return Verdict(key, rule(data, case, ceil), _wall(case), (), anchor)
 
@@ -684,7 +689,8 @@ def accuracy(verdicts: dict[tuple, Verdict]) -> Accuracy:
                     len(verdicts) - len(predicted), worst)
 
 
-def gap_phase(case: dict, verdict: Verdict, device: bool = False) -> tuple[str, float, float] | None:
+def gap_phase(case: dict, verdict: Verdict,
+              device: bool = False) -> tuple[str, float, float] | None:
     """The phase holding most of the gap between measured and predicted: (phase, meas, pred)."""
     if verdict.prediction is None:
         return None

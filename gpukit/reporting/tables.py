@@ -12,12 +12,14 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from gpukit import analysis, model, phases, records
-from gpukit.analysis import fmt_n, fmt_s, params_key, params_text
+from gpukit import analysis, phases, records
+from gpukit.analysis import model
+from gpukit.analysis import params_key, params_text
+from gpukit.units import fmt_n, fmt_n_est, fmt_s
 
 __all__ = ["CSV_COLUMNS", "TABLES", "TABLE_BEST", "TABLE_FULL", "answer_blocks",
            "answer_renderables", "backend_lines", "case_rows", "case_tables", "ceiling_lines",
-           "csv_text", "finding_lines", "flag_lines", "fmt_s", "machine_lines", "status_counts"]
+           "csv_text", "finding_lines", "flag_lines", "machine_lines", "status_counts"]
 
 
 def _analysis(data: dict, an: analysis.Analysis | None) -> analysis.Analysis:
@@ -121,7 +123,8 @@ def _cells(data: dict, an: analysis.Analysis, idx: dict, c: dict, full: bool) ->
     elif verdict is not None and verdict.anchor:
         note = "[dim]calibrates the model[/]"
     return {"n": fmt_n(c["n"]),
-            "variant": c["label"] if full else analysis.variant_name(c["label"], c["workers"], data),
+            "variant": (c["label"] if full
+                        else analysis.variant_name(c["label"], c["workers"], data)),
             "workers": str(c["workers"]), "startup+prep": fmt_s(startup_s(data, c)),
             "in": fmt_s(ph[phases.TRANSFER_IN]), "compute": fmt_s(ph[phases.COMPUTE]),
             "out": fmt_s(ph[phases.TRANSFER_OUT]),
@@ -331,7 +334,8 @@ def ceiling_lines(data: dict, an: analysis.Analysis | None = None) -> list[str]:
     for name in sorted(ceil.values):
         unit = name.rsplit("_", 1)[-1]
         value = ceil.values[name]
-        shown = fmt_s(value) if unit == "s" else f"{value:.3g} {unit.replace('gbps', 'GB/s').replace('gflops', 'GFLOP/s')}"
+        shown = fmt_s(value) if unit == "s" else \
+            f"{value:.3g} {unit.replace('gbps', 'GB/s').replace('gflops', 'GFLOP/s')}"
         source = ceil.sources[name]
         if source == model.LIMITS_SOURCE and ceil.rough:
             source += " --quick: rough"
@@ -392,10 +396,10 @@ def answer_blocks(data: dict, an: analysis.Analysis | None = None) -> list[tuple
     sentence) pairs. The
     one place its sentences are written; the terminal, the Markdown and the HTML page lay
     them out."""
-    from gpukit.analysis import summary
+    from gpukit.analysis import answer
     an = _analysis(data, an)
     blocks: dict[tuple, tuple[str, list]] = {}
-    for item in summary.answer(an):
+    for item in answer.answer(an):
         pkey = params_key(item.params)
         head = data["sweep"]["kernel"] + (f", {params_text(item.params)}" if item.params
                                           else "")
@@ -425,13 +429,13 @@ def answer_renderables(data: dict, an: analysis.Analysis | None = None) -> list:
 
 
 def _answer_text(item, data: dict) -> str:
-    from gpukit.analysis import summary
+    from gpukit.analysis import answer
     facts = item.facts
     if "not_run" in facts:
         return f"not run: {facts['not_run']}"
-    return {summary.FAILED: _failed_text, summary.FASTEST: _fastest_text,
-            summary.THREADS: _threads_text,
-            summary.PROCESSES: _processes_text, summary.GPU: _gpu_text}[item.topic](facts, data)
+    return {answer.FAILED: _failed_text, answer.FASTEST: _fastest_text,
+            answer.THREADS: _threads_text,
+            answer.PROCESSES: _processes_text, answer.GPU: _gpu_text}[item.topic](facts, data)
 
 
 def _where(x: dict) -> str:
@@ -440,7 +444,7 @@ def _where(x: dict) -> str:
     if x["status"] == "from_start":
         return "at every size"
     if x["status"] == "interpolated":
-        return f"from n≈{analysis.fmt_n_est(x['n'])}"
+        return f"from n≈{fmt_n_est(x['n'])}"
     if x["status"] == "never" and x["won_at"]:
         return "only at n=" + ", ".join(fmt_n(n) for n in x["won_at"])
     return "at no size"
@@ -470,7 +474,7 @@ def _fastest_text(facts: dict, data: dict) -> str:
         elif not w["interpolated"] and w["from_n"] == w["to_n"] and i < len(winners) - 1:
             parts.append(f"{name} at n={fmt_n(w['from_n'])}")
         else:
-            start = (f"n≈{analysis.fmt_n_est(w['takes_over_n'])}" if w["interpolated"]
+            start = (f"n≈{fmt_n_est(w['takes_over_n'])}" if w["interpolated"]
                      else f"n={fmt_n(w['from_n'])}")
             parts.append(f"{name} from {start}"
                          + (f" to {fmt_n(w['to_n'])}" if i < len(winners) - 1 else ""))

@@ -2,8 +2,8 @@
 way of running wins over which sizes, where threads help and why, what moving data costs
 processes, where the GPU wins, or why no GPU ran), taken from the findings and case limits.
 
-Only figures: `gpukit.format.answer_lines` writes them as sentences, for the terminal, the
-Markdown and the HTML page alike.
+Only figures: `gpukit.reporting.tables.answer_lines` writes them as sentences, for the
+terminal, the Markdown and the HTML page alike.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import dataclasses
 import re
 
 from gpukit import records
-from gpukit.analysis.answers import Analysis, Finding
+from gpukit.analysis.findings import Analysis, Finding
 from gpukit.analysis.cases import index, params_key, series
 
 FAILED, FASTEST, THREADS, PROCESSES, GPU = "failed", "fastest", "threads", "processes", "GPU"

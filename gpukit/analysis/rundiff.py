@@ -9,7 +9,7 @@ import math
 import statistics
 from collections.abc import Iterable
 
-from gpukit import model
+from gpukit.analysis import model
 from gpukit.analysis.cases import MIN_CHANGE, beyond, index, key_order, rel_spread, wall
 
 # Significance level of the Mann-Whitney U test, and the fewest runs it is used with.
