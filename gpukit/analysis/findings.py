@@ -331,15 +331,7 @@ def _thread_pool_findings(idx, pkey, ptxt, data, ceil, backend, pool, reference)
         one = series(idx, pkey, label, 1).get(n)
         head = (f"{ptxt}{label} on {w} thread{'s' * (w != 1)}: "
                 f"{speedup:.2f}x {reference}/{impl}")
-        if share is not None:
-            x = crossover_of_cases(serial, threads)
-            numbers["crossover"] = dataclasses.asdict(x)
-            numbers["crossover_n"] = x.n
-            text = (f"{head} at n={fmt_n(n)}; it {share_text(share, impl)}; threads beat "
-                    f"serial {x.text()}.")
-            if one is not None and w > 1:
-                text += _one_thread_text(one, serial[n], n, numbers, data, ceil, pool)
-        elif impl in model.GIL_HOLDING:
+        if share is None and impl in model.GIL_HOLDING:
             # No one-thread run beside more threads to measure the share from: judged by the
             # gain, against the GIL this implementation holds by its kind.
             vs_one = wall(one) / wall(threads[n]) if one is not None and w > 1 else None
@@ -363,8 +355,9 @@ def _thread_pool_findings(idx, pkey, ptxt, data, ceil, backend, pool, reference)
             x = crossover_of_cases(serial, threads)
             numbers["crossover"] = dataclasses.asdict(x)
             numbers["crossover_n"] = x.n
-            text = (f"{head} at n={fmt_n(n)} (no one-thread run beside more threads to measure "
-                    f"its serialized share); threads beat serial {x.text()}.")
+            held = (f"; it {share_text(share, impl)};" if share is not None else
+                    " (no one-thread run beside more threads to measure its serialized share);")
+            text = f"{head} at n={fmt_n(n)}{held} threads beat serial {x.text()}."
             if one is not None and w > 1:
                 text += _one_thread_text(one, serial[n], n, numbers, data, ceil, pool)
         found.append(Finding("threads", text, numbers))
