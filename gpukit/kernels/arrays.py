@@ -39,7 +39,8 @@ import numpy as np
 
 from gpukit.errors import KernelError, UsageError
 from gpukit.kernels.base import Check, Inputs, Kernel, Param, Work
-from gpukit.kernels.checks import failed_check, nonfinite_problem, output_problem
+from gpukit.kernels.checks import (failed_check, nonfinite_problem, normwise_error,
+                                   output_problem, reference_problem)
 
 # The attribute array_kernel(...) sets on the function it decorates.
 OPTIONS_ATTR = "__gpukit_array_kernel__"
@@ -359,7 +360,7 @@ class ArrayKernel(Kernel):
             else:
                 joined = np.concatenate([p[name] for p in pieces])
             error = (float("inf") if joined is None
-                     else self._error(joined, to_float64(whole[name]))[0])
+                     else normwise_error(joined, to_float64(whole[name]))[0])
             if error > self.tolerances[name]:
                 if declared:
                     raise UsageError(f"{self.label} is declared rowwise=True, but rows "
@@ -374,18 +375,6 @@ class ArrayKernel(Kernel):
                             f"inferred: {TRIAL_SPLIT} and {TRIAL_ROWS - TRIAL_SPLIT} rows apart "
                             f"give the same rows as {TRIAL_ROWS} together")
         return True
-
-    @staticmethod
-    def _error(out: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
-        """max|out - ref| / max|ref| (absolute where the reference is all zero), and where."""
-        if out.size == 0:
-            return 0.0, 0
-        diff = np.abs(out.astype(ref.dtype) - ref) if out.dtype.kind != "b" \
-            else np.abs(out.astype(np.int8) - ref.astype(np.int8))
-        scale = float(np.max(np.abs(ref)))
-        rel = diff / scale if scale > 0 else diff
-        worst = int(np.argmax(rel))
-        return float(rel[worst]), worst
 
     # -- the Kernel interface ----------------------------------------------------------------
 
@@ -444,12 +433,10 @@ class ArrayKernel(Kernel):
         worst = None  # (error / tolerance, error, tolerance, detail)
         for name in self.outputs:
             r = ref[name]
-            bad = int(np.count_nonzero(~np.isfinite(r)))
-            if bad:
-                return failed_check(self.tolerances[name], measure,
-                                    f"the reference's {name!r} has {bad} NaN or inf value(s), "
-                                    f"so no output can be checked against it")
-            error, at = self._error(out[name], r)
+            problem = reference_problem(name, r)
+            if problem:
+                return failed_check(self.tolerances[name], measure, problem)
+            error, at = normwise_error(out[name], r)
             tol = self.tolerances[name]
             ratio = error / tol if tol > 0 else (0.0 if error == 0 else float("inf"))
             if worst is None or ratio > worst[0]:

@@ -12,7 +12,8 @@ import numpy as np
 
 from gpukit.kernels.base import Check
 
-__all__ = ["failed_check", "nonfinite_problem", "output_problem"]
+__all__ = ["failed_check", "nonfinite_problem", "normwise_error", "output_problem",
+           "reference_problem"]
 
 
 def output_problem(out: Mapping[str, np.ndarray], dtypes: Mapping[str, np.dtype],
@@ -42,3 +43,26 @@ def nonfinite_problem(out: Mapping[str, np.ndarray]) -> str | None:
 
 def failed_check(tolerance: float, measure: str, detail: str) -> Check:
     return Check(False, float("inf"), tolerance, measure, detail)
+
+
+def reference_problem(name: str, ref: np.ndarray) -> str | None:
+    """Why output `name` cannot be checked against its reference, or None."""
+    bad = int(np.count_nonzero(~np.isfinite(ref)))
+    if bad:
+        # A NaN in the reference turns every comparison with it false: anything would pass.
+        return (f"the reference's {name!r} has {bad} NaN or inf value(s), so no output can be "
+                f"checked against it")
+    return None
+
+
+def normwise_error(out: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
+    """max|out - ref| / max|ref| (absolute where the reference is all zero), and where the worst
+    element is."""
+    if out.size == 0:
+        return 0.0, 0
+    diff = np.abs(out.astype(ref.dtype) - ref) if out.dtype.kind != "b" \
+        else np.abs(out.astype(np.int8) - ref.astype(np.int8))
+    scale = float(np.max(np.abs(ref)))
+    rel = diff / scale if scale > 0 else diff
+    worst = int(np.argmax(rel))
+    return float(rel[worst]), worst

@@ -41,7 +41,8 @@ import numpy as np
 
 from gpukit.errors import Interrupted, UsageError
 from gpukit.kernels.base import HOST_IMPLS, Check, CudaLaunch, Inputs, Kernel, Work
-from gpukit.kernels.checks import failed_check, nonfinite_problem, output_problem
+from gpukit.kernels.checks import (failed_check, nonfinite_problem, normwise_error,
+                                   output_problem, reference_problem)
 
 
 class SimpleKernel(Kernel):
@@ -111,18 +112,12 @@ class SimpleKernel(Kernel):
         error, detail = 0.0, ""
         for name in self.outputs:
             r = np.asarray(ref[name], dtype=np.float64)
-            bad = int(np.count_nonzero(~np.isfinite(r)))
-            if bad:
-                # A NaN in the reference turns every comparison with it false: anything would pass.
-                return failed_check(self.tolerance, measure,
-                                    f"the reference's {name!r} has {bad} NaN or inf value(s), so "
-                                    f"no output can be checked against it")
-            diff = np.abs(out[name].astype(np.float64) - r)
-            scale = float(np.max(np.abs(r))) if r.size else 0.0
-            rel = diff / scale if scale > 0 else diff
-            worst = int(np.argmax(rel)) if rel.size else 0
-            if rel.size and rel[worst] > error:
-                error = float(rel[worst])
+            problem = reference_problem(name, r)
+            if problem:
+                return failed_check(self.tolerance, measure, problem)
+            rel, worst = normwise_error(out[name], r)
+            if r.size and rel > error:
+                error = rel
                 detail = (f"worst {name}[{worst}]: got {out[name][worst].item()!r}, "
                           f"reference {r[worst].item()!r}")
         ok = error <= self.tolerance
